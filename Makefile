@@ -1,0 +1,26 @@
+# The two set-up commands of the README. Both create or reuse .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEPS := $(VENV)/.deps-installed
+
+.PHONY: test demo lint clean-demo
+
+# torch is pinned in pyproject.toml; on the project's machines pip takes it from local disk.
+$(DEPS): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+test: $(DEPS)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(DEPS)
+	$(PY) -m ruff check .
+
+demo: $(DEPS)
+	$(PY) -m pipeline.demo
+
+clean-demo:
+	rm -rf demo
