@@ -130,7 +130,12 @@ def _read_json(path: Path):
 def _read_activitynet(path: Path) -> list[Paragraph]:
     """`{"v_<id>": {"duration": s, "timestamps": [[s, e], ...], "sentences": [...]}}`."""
     return [
-        Paragraph(video, float(entry["duration"]), list(entry["sentences"]), [tuple(map(float, t)) for t in entry["timestamps"]])
+        Paragraph(
+            video,
+            float(entry["duration"]),
+            list(entry["sentences"]),
+            [tuple(map(float, t)) for t in entry["timestamps"]],
+        )
         for video, entry in _read_json(path).items()
     ]
 
@@ -166,7 +171,9 @@ def _read_jsonl(path: Path) -> list[Paragraph]:
 
 def _paragraph_from_dict(entry: dict) -> Paragraph:
     return Paragraph(
-        str(entry["video"]), float(entry["duration"]), [str(s) for s in entry["sentences"]],
+        str(entry["video"]),
+        float(entry["duration"]),
+        [str(s) for s in entry["sentences"]],
         [tuple(map(float, t)) for t in entry["timestamps"]],
     )
 
@@ -181,7 +188,8 @@ def _clean(raw: list[Paragraph], path: str) -> tuple[list[Paragraph], CleaningRe
     paragraphs = []
     for paragraph in raw:
         if len(paragraph.sentences) != len(paragraph.timestamps):
-            raise InputError(f"{path}: video {paragraph.video} has {len(paragraph.sentences)} sentences but {len(paragraph.timestamps)} timestamps")
+            counts = f"{len(paragraph.sentences)} sentences but {len(paragraph.timestamps)} timestamps"
+            raise InputError(f"{path}: video {paragraph.video} has {counts}")
         sentences, stamps = [], []
         for sentence, (start, end) in zip(paragraph.sentences, paragraph.timestamps, strict=True):
             if end > paragraph.duration:
@@ -330,7 +338,9 @@ def resample_clips(features: np.ndarray, num_clips: int) -> np.ndarray:
         edges = np.linspace(0, total, num_clips + 1).round().astype(int)
         starts = edges[:-1]
         ends = np.maximum(edges[1:], starts + 1)
-        cumulative = np.concatenate([np.zeros((1, features.shape[1]), np.float64), np.cumsum(features, axis=0, dtype=np.float64)])
+        cumulative = np.concatenate(
+            [np.zeros((1, features.shape[1]), np.float64), np.cumsum(features, axis=0, dtype=np.float64)]
+        )
         return ((cumulative[ends] - cumulative[starts]) / (ends - starts)[:, None]).astype(np.float32)
     positions = np.clip((np.arange(num_clips) + 0.5) * total / num_clips - 0.5, 0, total - 1)
     low = np.floor(positions).astype(int)
@@ -461,17 +471,26 @@ class GroundingDataset(torch.utils.data.Dataset):
         for paragraph, paragraph_words in zip(paragraphs, words, strict=True):
             if paragraph.video not in features:
                 continue
-            kept = [(t, w, s) for t, w, s in zip(paragraph.sentences, paragraph_words, paragraph.timestamps, strict=True) if w]
+            kept = [
+                (t, w, s)
+                for t, w, s in zip(paragraph.sentences, paragraph_words, paragraph.timestamps, strict=True)
+                if w
+            ]
             self.report.dropped_wordless_sentences += len(paragraph.sentences) - len(kept)
             if not kept:
                 continue
             truncated = [w[:max_words] for _, w, _ in kept]
             self.report.truncated_sentences += sum(len(w) > max_words for _, w, _ in kept)
-            self.items.append(_Item(
-                video=paragraph.video, duration=paragraph.duration, texts=[t for t, _, _ in kept],
-                words=truncated, word_ids=[vocab.encode(w) for w in truncated],
-                spans=np.array([s for _, _, s in kept], dtype=np.float64),
-            ))
+            self.items.append(
+                _Item(
+                    video=paragraph.video,
+                    duration=paragraph.duration,
+                    texts=[t for t, _, _ in kept],
+                    words=truncated,
+                    word_ids=[vocab.encode(w) for w in truncated],
+                    spans=np.array([s for _, _, s in kept], dtype=np.float64),
+                )
+            )
         if not self.items:
             raise InputError(f"{source}: no paragraph left with both features and words")
         summary = self.report.summary(max_words)
@@ -510,8 +529,11 @@ class GroundingDataset(torch.utils.data.Dataset):
             "spans": torch.from_numpy(spans.astype(np.float32)),
             "duration": item.duration,
             "meta": {
-                "video": item.video, "duration": item.duration, "sentence_index": order.tolist(),
-                "texts": [item.texts[i] for i in order], "words": [item.words[i] for i in order],
+                "video": item.video,
+                "duration": item.duration,
+                "sentence_index": order.tolist(),
+                "texts": [item.texts[i] for i in order],
+                "words": [item.words[i] for i in order],
             },
         }
 
@@ -533,7 +555,7 @@ class EpochSampler(torch.utils.data.Sampler):
         return torch.randperm(self.size, generator=generator).tolist()
 
     def __iter__(self):
-        return iter([(index, self.epoch) for index in self._order()[self.skip:]])
+        return iter([(index, self.epoch) for index in self._order()[self.skip :]])
 
     def __len__(self) -> int:
         return max(self.size - self.skip, 0)
@@ -563,23 +585,33 @@ def collate(items: list[dict]) -> Batch:
         position = 0
         for i, ids in enumerate(item["word_ids"]):
             count = len(ids)
-            words[b, position:position + count] = torch.tensor(ids)
-            word_mask[b, position:position + count] = True
-            word_sentence[b, position:position + count] = i
+            words[b, position : position + count] = torch.tensor(ids)
+            word_mask[b, position : position + count] = True
+            word_sentence[b, position : position + count] = i
             sentence_words[b, i, :count] = torch.arange(position, position + count)
             sentence_word_mask[b, i, :count] = True
             position += count
-        sentence_mask[b, :len(item["word_ids"])] = True
-        spans[b, :len(item["word_ids"])] = item["spans"]
+        sentence_mask[b, : len(item["word_ids"])] = True
+        spans[b, : len(item["word_ids"])] = item["spans"]
     masked_spans = spans.masked_fill(~sentence_mask[..., None], math.nan)
-    paragraph_span = torch.stack([
-        torch.nan_to_num(masked_spans[..., 0], nan=math.inf).amin(dim=1),
-        torch.nan_to_num(masked_spans[..., 1], nan=-math.inf).amax(dim=1),
-    ], dim=1)
+    paragraph_span = torch.stack(
+        [
+            torch.nan_to_num(masked_spans[..., 0], nan=math.inf).amin(dim=1),
+            torch.nan_to_num(masked_spans[..., 1], nan=-math.inf).amax(dim=1),
+        ],
+        dim=1,
+    )
     return Batch(
-        video=video, video_mask=video_mask, words=words, word_mask=word_mask, word_sentence=word_sentence,
-        sentence_words=sentence_words, sentence_word_mask=sentence_word_mask, sentence_mask=sentence_mask,
-        spans=spans, paragraph_span=paragraph_span,
+        video=video,
+        video_mask=video_mask,
+        words=words,
+        word_mask=word_mask,
+        word_sentence=word_sentence,
+        sentence_words=sentence_words,
+        sentence_word_mask=sentence_word_mask,
+        sentence_mask=sentence_mask,
+        spans=spans,
+        paragraph_span=paragraph_span,
         duration=torch.tensor([float(item["duration"]) for item in items]),
         meta=[item["meta"] for item in items],
     )

@@ -98,8 +98,12 @@ def test_the_restricted_unpickler_reads_the_real_vpg_files(shared_data):
 
 def test_jsonl_round_trip_and_format_errors(tmp_path):
     path = tmp_path / "ours.jsonl"
-    path.write_text(json.dumps({"video": "v1", "duration": 10.0, "sentences": ["A dog runs.", "It sits."],
-                                "timestamps": [[0, 4], [5, 12]]}) + "\n")
+    path.write_text(
+        json.dumps(
+            {"video": "v1", "duration": 10.0, "sentences": ["A dog runs.", "It sits."], "timestamps": [[0, 4], [5, 12]]}
+        )
+        + "\n"
+    )
     (paragraph,), report = read_annotations(path)
     assert paragraph.timestamps == [(0.0, 4.0), (5.0, 10.0)] and report.clipped_past_end == 1
     (tmp_path / "bad.jsonl").write_text('{"video": "v1"}\n')
@@ -224,5 +228,7 @@ def test_missing_features_are_an_error_or_skipped_and_counted(val2_sample, tmp_p
 
 def test_a_wrong_feature_dimension_names_the_file(val2_sample):
     paragraphs, store, vocab, words = val2_sample
-    with pytest.raises(InputError, match=rf"{paragraphs[0].video}\.npy: features of shape \(40, 500\), expected \[clips, 4096\]"):
+    with pytest.raises(
+        InputError, match=rf"{paragraphs[0].video}\.npy: features of shape \(40, 500\), expected \[clips, 4096\]"
+    ):
         GroundingDataset(paragraphs, store, vocab, 64, 4096, 64, words=words)
