@@ -117,18 +117,26 @@ def total_loss(output, batch, weights: LossConfig) -> tuple[torch.Tensor, dict[s
     or whose level the model does not have are left out. Returns the loss and each term."""
     terms: dict[str, torch.Tensor] = {}
     if weights.align_word and output.align_word is not None:
-        terms["align_word"] = word_alignment_loss(output.align_word, batch.spans, batch.word_sentence, batch.word_mask, batch.video_mask)
+        terms["align_word"] = word_alignment_loss(
+            output.align_word, batch.spans, batch.word_sentence, batch.word_mask, batch.video_mask
+        )
     if weights.align_sentence:
-        terms["align_sentence"] = sentence_alignment_loss(output.align_sentence, batch.spans, batch.sentence_mask, batch.video_mask)
+        terms["align_sentence"] = sentence_alignment_loss(
+            output.align_sentence, batch.spans, batch.sentence_mask, batch.video_mask
+        )
     if weights.align_paragraph and output.align_paragraph is not None:
-        terms["align_paragraph"] = paragraph_alignment_loss(output.align_paragraph, batch.spans, batch.sentence_mask, batch.video_mask)
+        terms["align_paragraph"] = paragraph_alignment_loss(
+            output.align_paragraph, batch.spans, batch.sentence_mask, batch.video_mask
+        )
     if weights.paragraph and output.paragraph is not None:
         terms["paragraph"] = paragraph_decoder_loss(output.paragraph, batch.paragraph_span, weights)
     if weights.sentence:
         terms["sentence"] = sentence_decoder_loss(output.sentence, batch.spans, batch.sentence_mask, weights)
     if output.word is not None:
         if weights.word_union:
-            terms["word_union"] = word_union_loss(output.word, batch.spans, batch.sentence_word_mask, batch.sentence_mask, weights)
+            terms["word_union"] = word_union_loss(
+                output.word, batch.spans, batch.sentence_word_mask, batch.sentence_mask, weights
+            )
         if weights.word_subset:
             terms["word_subset"] = word_subset_loss(output.word, batch.spans, batch.sentence_word_mask)
     if weights.final:

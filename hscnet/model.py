@@ -67,7 +67,9 @@ def gather_words(words: torch.Tensor, sentence_words: torch.Tensor) -> torch.Ten
 
 def self_attention_stack(dim: int, layers: int, heads: int, dropout: float) -> nn.TransformerEncoder:
     """A stack of standard pre-norm self-attention layers [28]."""
-    layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True)
+    layer = nn.TransformerEncoderLayer(
+        dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+    )
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
@@ -76,7 +78,9 @@ class MLP(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, dropout: float = 0.0):
         super().__init__()
-        self.layers = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim))
+        self.layers = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -117,7 +121,9 @@ class VideoEncoder(nn.Module):
 class TextEncoder(nn.Module):
     """§3.2: GloVe word vectors projected to D, plus positions, through a three-layer self-attention network."""
 
-    def __init__(self, word_vectors: torch.Tensor, freeze: bool, hidden_dim: int, layers: int, heads: int, dropout: float):
+    def __init__(
+        self, word_vectors: torch.Tensor, freeze: bool, hidden_dim: int, layers: int, heads: int, dropout: float
+    ):
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(word_vectors.float(), freeze=freeze, padding_idx=0)
         self.project = nn.Sequential(nn.Linear(word_vectors.shape[1], hidden_dim), nn.Dropout(dropout))
@@ -164,7 +170,11 @@ class CosineSelfAttention(nn.Module):
         k = F.normalize(self._split(self.rho(m)), dim=-1)  # [B, h, N, D/h]
         v = self._split(self.psi(m))  # [B, h, N, D/h]
         h = F.scaled_dot_product_attention(
-            q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask[:, None, None, :], scale=1.0,
+            q,
+            k.to(q.dtype),
+            v.to(q.dtype),
+            attn_mask=mask[:, None, None, :],
+            scale=1.0,
             dropout_p=self.dropout if self.training else 0.0,
         )  # [B, h, N, D/h]
         return self.out(h.transpose(1, 2).flatten(2))  # [B, N, D]
@@ -224,7 +234,9 @@ class QueryInduction(nn.Module):
     def forward(self, pooled: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
         """pooled Ω [B, Nq, D], memory [B, Nk, D], memory_mask [B, Nk] -> Q^(0) [B, Nq, D]."""
         memory = self.norm_memory(memory)
-        attended, _ = self.attention(self.norm_query(pooled), memory, memory, key_padding_mask=~memory_mask, need_weights=False)
+        attended, _ = self.attention(
+            self.norm_query(pooled), memory, memory, key_padding_mask=~memory_mask, need_weights=False
+        )
         return pooled + attended
 
 
@@ -268,8 +280,16 @@ class HierarchicalEncoder(nn.Module):
     and the sentence level reads the video encoder's clips (through its adapting layer).
     """
 
-    def __init__(self, dim: int, heads: int, depths: list[int], dropout: float, temperature: float,
-                 word_level: bool, paragraph_level: bool):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        depths: list[int],
+        dropout: float,
+        temperature: float,
+        word_level: bool,
+        paragraph_level: bool,
+    ):
         super().__init__()
         self.word_level, self.paragraph_level = word_level, paragraph_level
         self.word_encoder = LevelEncoder(depths[0], dim, heads, dropout) if word_level else None
@@ -282,7 +302,9 @@ class HierarchicalEncoder(nn.Module):
             self.paragraph_encoder = LevelEncoder(depths[2], dim, heads, dropout)
         self.aggregate = SemanticAggregation(temperature)
 
-    def forward(self, video, words, video_mask, word_mask, sentence_words, sentence_word_mask, sentence_mask) -> EncoderOutput:
+    def forward(
+        self, video, words, video_mask, word_mask, sentence_words, sentence_word_mask, sentence_mask
+    ) -> EncoderOutput:
         """video F^V [B, Nv, D], words F^W [B, Nw, D], sentence_words [B, Ns, M] (index into Nw)."""
         g_word = align_word = g_paragraph = align_paragraph = None
         if self.word_level:
@@ -367,7 +389,9 @@ class WordDecoder(nn.Module):
         batch, num_sentences, max_words, _ = g_word_layout.shape
         inputs = torch.cat([g_word_layout, g_sp[:, :, None].expand(-1, -1, max_words, -1)], dim=-1)  # [B, Ns, M, 3D]
         states = g_sp.new_zeros(batch, num_sentences, max_words, g_sp.shape[-1])  # [B, Ns, M, D]
-        states[sentence_mask] = run_lstm(self.lstm, inputs[sentence_mask].float(), sentence_word_mask[sentence_mask].sum(-1))
+        states[sentence_mask] = run_lstm(
+            self.lstm, inputs[sentence_mask].float(), sentence_word_mask[sentence_mask].sum(-1)
+        )
         return states, self.head(states)
 
 
@@ -390,7 +414,9 @@ class GroundingPrediction(nn.Module):
             return self.head(g_sp)
         query = self.norm_query(g_sp[sentence_mask])[:, None]  # [S, 1, D], S real sentences
         words = self.norm_words(self.project_words(word_states[sentence_mask]))  # [S, M, D]
-        selected, _ = self.attention(query, words, words, key_padding_mask=~sentence_word_mask[sentence_mask], need_weights=False)
+        selected, _ = self.attention(
+            query, words, words, key_padding_mask=~sentence_word_mask[sentence_mask], need_weights=False
+        )
         g_ws = g_sp.new_zeros(g_sp.shape)  # [B, Ns, D]
         g_ws[sentence_mask] = selected[:, 0].to(g_ws.dtype)
         return self.head(torch.cat([g_ws, g_sp], dim=-1))  # [B, Ns, 2]
@@ -412,11 +438,23 @@ class HSCNetOutput:
 class HSCNet(nn.Module):
     """The whole model of Figure 2: feature encoders, hierarchical encoder, progressive decoder."""
 
-    def __init__(self, feature_dim: int, word_vectors: torch.Tensor, freeze_embeddings: bool = True,
-                 hidden_dim: int = 256, heads: int = 8, feature_encoder_layers: int = 3,
-                 depths: tuple[int, int, int] = (1, 1, 1), dropout: float = 0.1, temperature: float = 0.2,
-                 word_level: bool = True, paragraph_level: bool = True, paragraph_decoder: bool = True,
-                 word_decoder: bool = True, bidirectional_lstm: bool = False):
+    def __init__(
+        self,
+        feature_dim: int,
+        word_vectors: torch.Tensor,
+        freeze_embeddings: bool = True,
+        hidden_dim: int = 256,
+        heads: int = 8,
+        feature_encoder_layers: int = 3,
+        depths: tuple[int, int, int] = (1, 1, 1),
+        dropout: float = 0.1,
+        temperature: float = 0.2,
+        word_level: bool = True,
+        paragraph_level: bool = True,
+        paragraph_decoder: bool = True,
+        word_decoder: bool = True,
+        bidirectional_lstm: bool = False,
+    ):
         super().__init__()
         self.word_level, self.paragraph_level = word_level, paragraph_level
         self.uses_paragraph_decoder = paragraph_level and paragraph_decoder
@@ -436,18 +474,29 @@ class HSCNet(nn.Module):
         word_mask [B, Nw], sentence_words / sentence_word_mask [B, Ns, M], sentence_mask [B, Ns]."""
         f_video = self.video_encoder(batch.video, batch.video_mask)  # F^V: [B, Nv, D]
         f_words = self.text_encoder(batch.words, batch.word_mask)  # F^W: [B, Nw, D]
-        encoded = self.encoder(f_video, f_words, batch.video_mask, batch.word_mask,
-                               batch.sentence_words, batch.sentence_word_mask, batch.sentence_mask)
+        encoded = self.encoder(
+            f_video,
+            f_words,
+            batch.video_mask,
+            batch.word_mask,
+            batch.sentence_words,
+            batch.sentence_word_mask,
+            batch.sentence_mask,
+        )
 
         paragraph = self.paragraph_decoder(encoded.g_paragraph) if self.paragraph_decoder else None  # [B, 2]
-        g_sp, sentence = self.sentence_decoder(encoded.g_sentence, encoded.g_paragraph, batch.sentence_mask)  # [B, Ns, D], [B, Ns, 2]
+        g_sp, sentence = self.sentence_decoder(
+            encoded.g_sentence, encoded.g_paragraph, batch.sentence_mask
+        )  # [B, Ns, D], [B, Ns, 2]
         word = word_states = None
         if self.word_level:
             word_states = gather_words(encoded.g_word, batch.sentence_words)  # g~^W: [B, Ns, M, 2D]
             if self.word_decoder is not None:
                 word_states, word = self.word_decoder(word_states, g_sp, batch.sentence_word_mask, batch.sentence_mask)
         final = self.prediction(g_sp, word_states, batch.sentence_word_mask, batch.sentence_mask)  # [B, Ns, 2]
-        return HSCNetOutput(final, sentence, paragraph, word, encoded.align_word, encoded.align_sentence, encoded.align_paragraph)
+        return HSCNetOutput(
+            final, sentence, paragraph, word, encoded.align_word, encoded.align_sentence, encoded.align_paragraph
+        )
 
 
 def build_model(config: Config, word_vectors: torch.Tensor) -> HSCNet:
@@ -456,10 +505,18 @@ def build_model(config: Config, word_vectors: torch.Tensor) -> HSCNet:
     if len(model.depths) != 3 or min(model.depths) < 1:
         raise InputError(f"model.depths must be three positive layer counts (C1, C2, C3), got {model.depths}")
     return HSCNet(
-        feature_dim=config.data.feature_dim, word_vectors=torch.as_tensor(word_vectors),
-        freeze_embeddings=config.text.freeze_embeddings, hidden_dim=model.hidden_dim, heads=model.heads,
-        feature_encoder_layers=model.feature_encoder_layers, depths=tuple(model.depths), dropout=model.dropout,
-        temperature=model.temperature, word_level=model.word_level, paragraph_level=model.paragraph_level,
-        paragraph_decoder=model.paragraph_decoder, word_decoder=model.word_decoder,
+        feature_dim=config.data.feature_dim,
+        word_vectors=torch.as_tensor(word_vectors),
+        freeze_embeddings=config.text.freeze_embeddings,
+        hidden_dim=model.hidden_dim,
+        heads=model.heads,
+        feature_encoder_layers=model.feature_encoder_layers,
+        depths=tuple(model.depths),
+        dropout=model.dropout,
+        temperature=model.temperature,
+        word_level=model.word_level,
+        paragraph_level=model.paragraph_level,
+        paragraph_decoder=model.paragraph_decoder,
+        word_decoder=model.word_decoder,
         bidirectional_lstm=model.bidirectional_lstm,
     )
