@@ -55,12 +55,17 @@ def make_batch(batch_size, clips, feature_dim, sentences, words, seed=0):
     items = []
     for _ in range(batch_size):
         count = int(rng.integers(max(1, sentences - 2), sentences + 3))
-        items.append({
-            "video": torch.from_numpy(rng.standard_normal((clips, feature_dim)).astype(np.float32)),
-            "word_ids": [rng.integers(2, 400, int(rng.integers(words - 4, words + 5))).tolist() for _ in range(count)],
-            "spans": torch.from_numpy(np.sort(rng.uniform(0, 1, (count, 2)), axis=1).astype(np.float32)),
-            "duration": 100.0, "meta": {},
-        })  # fmt: skip
+        items.append(
+            {
+                "video": torch.from_numpy(rng.standard_normal((clips, feature_dim)).astype(np.float32)),
+                "word_ids": [
+                    rng.integers(2, 400, int(rng.integers(words - 4, words + 5))).tolist() for _ in range(count)
+                ],
+                "spans": torch.from_numpy(np.sort(rng.uniform(0, 1, (count, 2)), axis=1).astype(np.float32)),
+                "duration": 100.0,
+                "meta": {},
+            }
+        )
     return collate(items)
 
 
@@ -111,9 +116,11 @@ def main() -> None:
         batch = make_batch(batch_size, clips, feature_dim, sentences, words).to(device)
         tokens = batch.video.shape[1] + batch.words.shape[1]
         count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
-        print(f"{name}: B {batch_size}, Nv {clips}, Nw {batch.words.shape[1]}, Ns {batch.sentence_mask.shape[1]}, "
-              f"depths {depths}; HSCNet {count(hscnet) / 1e6:.2f}M trainable parameters, "
-              f"plain encoder {layers} layers over {tokens} tokens, {count(plain) / 1e6:.2f}M")  # fmt: skip
+        print(
+            f"{name}: B {batch_size}, Nv {clips}, Nw {batch.words.shape[1]}, Ns {batch.sentence_mask.shape[1]}, "
+            f"depths {depths}; HSCNet {count(hscnet) / 1e6:.2f}M trainable parameters, "
+            f"plain encoder {layers} layers over {tokens} tokens, {count(plain) / 1e6:.2f}M"
+        )
         hscnet_loss = lambda model, batch, weights=config.loss: total_loss(model(batch), batch, weights)[0]  # noqa: E731
         plain_loss = lambda model, batch: model(batch)  # noqa: E731
         for precision, dtype in precisions:

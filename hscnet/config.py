@@ -8,6 +8,7 @@ directory the command runs in.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -121,12 +122,14 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
         raise InputError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a config file is a mapping of keys to values")
+    return config_from_dict(raw, str(path), overrides)
+
+
+def config_from_dict(raw: dict, source: str = "config", overrides: list[str] = ()) -> Config:
+    """A Config from nested dicts (a YAML file's or a checkpoint's), with `key=value` overrides."""
+    raw = copy.deepcopy(raw)
     for override in overrides:
-        _apply_override(raw, override, path)
-    return config_from_dict(raw, str(path))
-
-
-def config_from_dict(raw: dict, source: str = "config") -> Config:
+        _apply_override(raw, override, source)
     return _build(Config, raw, source, "")
 
 
@@ -134,7 +137,7 @@ def save_config(config: Config, path: str | os.PathLike) -> None:
     atomic.write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def _apply_override(raw: dict, override: str, source: Path) -> None:
+def _apply_override(raw: dict, override: str, source: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise InputError(f"override {override!r}: expected key=value, for example train.lr=2e-4")

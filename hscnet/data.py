@@ -533,6 +533,7 @@ class GroundingDataset(torch.utils.data.Dataset):
                 "duration": item.duration,
                 "sentence_index": order.tolist(),
                 "texts": [item.texts[i] for i in order],
+                "timestamps": item.spans[order].tolist(),
                 "words": [item.words[i] for i in order],
             },
         }
