@@ -108,7 +108,7 @@ class VideoEncoder(nn.Module):
 
     def __init__(self, feature_dim: int, hidden_dim: int, layers: int, heads: int, dropout: float):
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.Dropout(dropout))
+        self.project = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.Dropout(dropout))
         self.attention = self_attention_stack(hidden_dim, layers, heads, dropout)
 
     def forward(self, video: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
@@ -126,7 +126,7 @@ class TextEncoder(nn.Module):
     ):
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(word_vectors.float(), freeze=freeze, padding_idx=0)
-        self.project = nn.Sequential(nn.Linear(word_vectors.shape[1], hidden_dim), nn.Dropout(dropout))
+        self.project = nn.Sequential(nn.Linear(word_vectors.shape[1], hidden_dim), nn.LayerNorm(hidden_dim), nn.Dropout(dropout))
         self.attention = self_attention_stack(hidden_dim, layers, heads, dropout)
 
     def forward(self, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
