@@ -150,6 +150,18 @@ def _apply_override(raw: dict, override: str, source: str) -> None:
     node[leaf] = yaml.safe_load(text) if text.strip() else ""
 
 
+def dataclass_from_yaml(cls, path: str | os.PathLike):
+    """Any config dataclass from a YAML file, with the same checks (unknown keys, types)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
+    return _build(cls, raw, str(path), "")
+
+
 def _build(cls, raw, source: str, prefix: str):
     if not isinstance(raw, dict):
         raise InputError(f"{source}: '{prefix.rstrip('.') or 'config'}' must be a mapping, got {raw!r}")

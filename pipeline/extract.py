@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,21 @@ class ExtractSettings:
 
     def encoder(self) -> ClipEncoder:
         return ClipEncoder(self.weights, self.layer, self.device, self.precision, self.batch_size)
+
+
+@dataclass
+class ExtractConfig:
+    """configs/extract.yaml: the defaults of bin/extract's flags, under the same names."""
+
+    clip_len: int = 16
+    stride: int = 16
+    fps: float = 0.0
+    layer: str = "fc6"
+    batch_size: int = 16
+    precision: str = "auto"
+    device: str = "auto"
+    weights: str = ""
+    object_store_mb: int = 1024
 
 
 @dataclass
@@ -203,6 +218,35 @@ def run_extraction(
         bar.close()
         results.close()
     return summary
+
+
+def extract_command(
+    videos: str,
+    out: str,
+    config_path: str | None,
+    flags: dict,
+    workers: int | None = None,
+    address: str | None = None,
+    use_ray: bool = True,
+    progress: bool = True,
+) -> int:
+    """bin/extract: settings from configs/extract.yaml (if given) and the flags that were set;
+    prints the summary; exit code 0 only when every video succeeded."""
+    from hscnet.config import dataclass_from_yaml
+
+    config = dataclass_from_yaml(ExtractConfig, config_path) if config_path else ExtractConfig()
+    config = replace(config, **{name: value for name, value in flags.items() if value is not None})
+    settings = ExtractSettings(
+        clip=ClipSettings(clip_len=config.clip_len, stride=config.stride, target_fps=config.fps),
+        weights=config.weights or None,
+        layer=config.layer,
+        device=config.device,
+        precision=config.precision,
+        batch_size=config.batch_size,
+    )
+    summary = run_extraction(videos, out, settings, workers, address, config.object_store_mb, use_ray, progress)
+    print(summary.report())
+    return 1 if summary.failed else 0
 
 
 def _in_process(todo, settings: ExtractSettings, weights_identity: str) -> Iterator:

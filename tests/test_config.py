@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from extract.errors import InputError
-from hscnet.config import Config, config_from_dict, load_config, save_config
+from hscnet.config import Config, config_from_dict, dataclass_from_yaml, load_config, save_config
 
 
 def test_values_overrides_and_round_trip(tmp_path):
@@ -45,9 +45,14 @@ def test_missing_config_file(tmp_path):
         load_config(tmp_path / "absent.yaml")
 
 
-def test_shipped_configs_load(tmp_path):
+def test_shipped_configs_load():
     from conftest import REPO
 
-    for path in sorted((REPO / "configs").glob("*.yaml")):
+    from pipeline.extract import ExtractConfig
+
+    training = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "extract.yaml")
+    assert [p.name for p in training] == ["activitynet.yaml", "demo.yaml", "smoke.yaml", "tacos.yaml"]
+    for path in training:
         assert isinstance(load_config(path), Config), path
+    assert dataclass_from_yaml(ExtractConfig, REPO / "configs" / "extract.yaml") == ExtractConfig()
     assert config_from_dict({}) == Config()

@@ -13,7 +13,7 @@ from extract.c3d import C3D, LAYERS, ClipEncoder, cpu_supports_bf16, load_c3d
 from extract.errors import InputError
 from extract.store import FeatureStore
 from extract.video import ClipSettings, VideoError, clip_count, decode_clips, list_videos, probe
-from pipeline.extract import ExtractSettings, extract_video, run_extraction
+from pipeline.extract import ExtractSettings, extract_command, extract_video, run_extraction
 from pipeline.synthetic import write_video
 
 CODECS = [
@@ -171,3 +171,23 @@ def test_two_videos_with_the_same_name_are_refused(tmp_path):
     with pytest.raises(InputError, match=r"same\.mp4 and .*same\.mp4 have the same name \(same\)"):
         run_extraction(tmp_path, tmp_path / "store", ExtractSettings(), use_ray=False, progress=False)
     assert not (tmp_path / "store" / "same.npy").exists()
+
+
+def test_an_extract_config_gives_defaults_and_flags_win(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "grey.mp4", solid_frames(20, (99, 99, 99)), fps=10)
+    (tmp_path / "extract.yaml").write_text("stride: 4\nlayer: pool5\n")
+    flags = {"stride": None, "layer": None}
+    assert (
+        extract_command(videos, tmp_path / "a", str(tmp_path / "extract.yaml"), flags, use_ray=False, progress=False)
+        == 0
+    )
+    assert FeatureStore(tmp_path / "a").read("grey").shape == ((20 - 16) // 4 + 1, 8192)
+    flags = {"stride": 16, "layer": None}
+    assert (
+        extract_command(videos, tmp_path / "b", str(tmp_path / "extract.yaml"), flags, use_ray=False, progress=False)
+        == 0
+    )
+    assert FeatureStore(tmp_path / "b").read("grey").shape == (1, 8192)
+    assert "extracted 1, skipped 0" in capsys.readouterr().out
