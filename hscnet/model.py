@@ -9,7 +9,9 @@ Where the paper leaves a detail open, this implementation chooses:
 - Spans are (centre, width) from a sigmoid, start = c - w/2, end = c + w/2, as in the DETR-style
   VPG regressor PRVG [26]: start <= end by construction and every output has a gradient.
 - Both feature encoders add sinusoidal positions [28] after projecting to D (clip index,
-  and word index within the paragraph); they need no maximum length.
+  and word index within the paragraph); they need no maximum length. The projection is
+  followed by a LayerNorm: L2-normalised clip features are otherwise dwarfed by the
+  unit-amplitude position codes (the reason [28] scales its embeddings).
 - "Concatenation and projection" (§3.3): each modality has its own linear projection into the
   shared space, then the tokens are concatenated; one shared linear could not tell them apart.
 - The sharpness σ of Eq. (1) is learned per head as log(1/σ), initialised to 1/σ = 10 as in
@@ -126,7 +128,9 @@ class TextEncoder(nn.Module):
     ):
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(word_vectors.float(), freeze=freeze, padding_idx=0)
-        self.project = nn.Sequential(nn.Linear(word_vectors.shape[1], hidden_dim), nn.LayerNorm(hidden_dim), nn.Dropout(dropout))
+        self.project = nn.Sequential(
+            nn.Linear(word_vectors.shape[1], hidden_dim), nn.LayerNorm(hidden_dim), nn.Dropout(dropout)
+        )
         self.attention = self_attention_stack(hidden_dim, layers, heads, dropout)
 
     def forward(self, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
