@@ -113,6 +113,10 @@ class Config:
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
+    return config_from_dict(_read_yaml(path), str(path), overrides)
+
+
+def _read_yaml(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: config file not found")
@@ -122,7 +126,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
         raise InputError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a config file is a mapping of keys to values")
-    return config_from_dict(raw, str(path), overrides)
+    return raw
 
 
 def config_from_dict(raw: dict, source: str = "config", overrides: list[str] = ()) -> Config:
@@ -152,14 +156,7 @@ def _apply_override(raw: dict, override: str, source: str) -> None:
 
 def dataclass_from_yaml(cls, path: str | os.PathLike):
     """Any config dataclass from a YAML file, with the same checks (unknown keys, types)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
-    return _build(cls, raw, str(path), "")
+    return _build(cls, _read_yaml(path), str(path), "")
 
 
 def _build(cls, raw, source: str, prefix: str):

@@ -71,6 +71,24 @@ def learning_rate(config: Config, step: int, steps_per_epoch: int) -> float:
     return rate
 
 
+def training_set(config: Config, paragraphs, store, vocab: Vocabulary, words) -> GroundingDataset:
+    """The training paragraphs as bin/train samples them (1 to max_sentences, in temporal order)."""
+    data = config.data
+    return GroundingDataset(
+        paragraphs,
+        store,
+        vocab,
+        data.num_clips,
+        data.feature_dim,
+        data.max_words,
+        data.max_sentences,
+        config.train.seed,
+        data.missing_features,
+        str(data.train),
+        words,
+    )
+
+
 def feature_description(path: str, store, config: Config) -> dict:
     """What the model's features were, so that bin/ground can refuse a mismatched video."""
     return {
@@ -139,19 +157,7 @@ def train(
         word_vectors = torch.zeros_like(checkpoint["model"]["text_encoder.embedding.weight"])
         prior = SpanPrior.from_json(checkpoint["prior"])
     data = config.data
-    train_set = GroundingDataset(
-        train_paragraphs,
-        store,
-        vocab,
-        data.num_clips,
-        data.feature_dim,
-        data.max_words,
-        data.max_sentences,
-        config.train.seed,
-        data.missing_features,
-        str(data.train),
-        train_words,
-    )
+    train_set = training_set(config, train_paragraphs, store, vocab, train_words)
     val_set = None
     if val_paragraphs:
         val_set = GroundingDataset(

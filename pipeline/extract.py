@@ -48,6 +48,21 @@ class ExtractSettings:
     def encoder(self) -> ClipEncoder:
         return ClipEncoder(self.weights, self.layer, self.device, self.precision, self.batch_size)
 
+    def record(self, video_id: str, source: str, weights_identity: str) -> ManifestRecord:
+        """A manifest record of these settings, "failed" until extraction fills it in."""
+        clip = self.clip
+        return ManifestRecord(
+            video_id=video_id,
+            source=source,
+            status="failed",
+            clip_len=clip.clip_len,
+            stride=clip.stride,
+            target_fps=clip.target_fps,
+            layer=self.layer,
+            weights=weights_identity,
+            dtype=self.dtype,
+        )
+
 
 @dataclass
 class ExtractConfig:
@@ -95,17 +110,7 @@ def extract_video(
     decoded here when not given.
     """
     started = time.time()
-    record = ManifestRecord(
-        video_id=video_id,
-        source=str(Path(path).resolve()),
-        status="failed",
-        clip_len=settings.clip.clip_len,
-        stride=settings.clip.stride,
-        target_fps=settings.clip.target_fps,
-        layer=settings.layer,
-        weights=weights_identity,
-        dtype=settings.dtype,
-    )
+    record = settings.record(video_id, str(Path(path).resolve()), weights_identity)
     try:
         info = probe(path)
         record.fps, record.num_frames, record.duration = info.fps, info.num_frames, info.duration
@@ -156,18 +161,7 @@ def plan(
 
 
 def _settings(settings: ExtractSettings, weights_identity: str) -> dict:
-    record = ManifestRecord(
-        video_id="",
-        source="",
-        status="",
-        clip_len=settings.clip.clip_len,
-        stride=settings.clip.stride,
-        target_fps=settings.clip.target_fps,
-        layer=settings.layer,
-        weights=weights_identity,
-        dtype=settings.dtype,
-    )
-    return {k: v for k, v in record.settings().items() if k != "dim"}
+    return {k: v for k, v in settings.record("", "", weights_identity).settings().items() if k != "dim"}
 
 
 def run_extraction(
