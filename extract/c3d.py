@@ -15,6 +15,7 @@ in-place ReLU leaves the fc blobs the VPG features were read from.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -63,12 +64,40 @@ class C3D(nn.Module):
         return x if layer == "fc6" else torch.relu(self.fc7(x))
 
 
-def file_identity(path: Path) -> str:
+@functools.cache
+def _identity(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return f"{path.name} sha256:{digest.hexdigest()}"
+    return f"{Path(path).name} sha256:{digest.hexdigest()}"
+
+
+def file_identity(path: str | os.PathLike) -> str:
+    """ "<file name> sha256:<hex>", computed once per file version in a process."""
+    stat = Path(path).stat()
+    return _identity(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def load_pca(path: str | os.PathLike, dims: int, input_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The official ActivityNet PCA file (datasets data/U, data/S, data/x_mean): the mean [D]
+    and the first `dims` principal directions [D, dims]; features become (x - mean) @ U."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: PCA file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            group = f.get("data", f)
+            basis, mean = np.asarray(group["U"], np.float32), np.asarray(group["x_mean"], np.float32).reshape(-1)
+    except (OSError, KeyError) as error:
+        raise InputError(f"{path}: not a PCA file with data/U and data/x_mean ({error})") from error
+    if basis.shape[0] != input_dim or mean.shape[0] != input_dim or basis.shape[1] < dims:
+        raise InputError(
+            f"{path}: U {basis.shape} and x_mean {mean.shape} do not project {input_dim}-d features to {dims}"
+        )
+    return mean, basis[:, :dims]
 
 
 _warned_random = threading.Event()
@@ -150,6 +179,8 @@ class ClipEncoder:
         precision: str = "auto",
         batch_size: int = 16,
         seed: int = 0,
+        pca: str | None = None,
+        pca_dims: int = 500,
     ):
         if layer not in LAYERS:
             raise InputError(f"unknown C3D layer {layer!r}: use one of {', '.join(LAYERS)}")
@@ -179,9 +210,15 @@ class ClipEncoder:
             {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision) if self.device.type == "cuda" else None
         )
         self.mean = torch.tensor(BGR_MEAN, device=self.device).view(1, 3, 1, 1, 1)
+        self.projection = None
+        if pca:
+            mean, basis = load_pca(pca, pca_dims, self.dim)
+            self.projection = (torch.from_numpy(mean).to(self.device), torch.from_numpy(basis).to(self.device))
+            self.dim = pca_dims
 
     def describe(self) -> str:
-        return f"C3D {self.layer} on {self.device} ({self.precision}), weights {self.weights}"
+        projected = f", PCA to {self.dim}" if self.projection is not None else ""
+        return f"C3D {self.layer}{projected} on {self.device} ({self.precision}), weights {self.weights}"
 
     @torch.inference_mode()
     def encode(self, clips: np.ndarray) -> np.ndarray:
@@ -194,5 +231,8 @@ class ClipEncoder:
             with torch.autocast(
                 self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
             ):
-                outputs.append(self.model(x, self.layer).float().cpu())
+                features = self.model(x, self.layer).float()
+            if self.projection is not None:
+                features = (features - self.projection[0]) @ self.projection[1]
+            outputs.append(features.cpu())
         return torch.cat(outputs).numpy() if outputs else np.zeros((0, self.dim), np.float32)

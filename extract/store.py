@@ -21,7 +21,7 @@ from extract.errors import InputError
 
 MANIFEST = "manifest.jsonl"
 # The fields that must match for a stored feature file to be reused by a later run.
-SETTING_FIELDS = ("clip_len", "stride", "target_fps", "backbone", "layer", "dim", "weights", "dtype")
+SETTING_FIELDS = ("clip_len", "stride", "target_fps", "backbone", "layer", "dim", "weights", "pca", "dtype")
 
 
 def video_id_for(path: str | os.PathLike) -> str:
@@ -50,6 +50,7 @@ class ManifestRecord:
     layer: str = "fc6"
     dim: int = 0
     weights: str = "random"  # "random" or "<file name> sha256:<hex>"
+    pca: str = ""  # "" or "<file name> sha256:<hex> to <k>", the projection applied to the features
     dtype: str = "float16"
     seconds: float = 0.0  # wall time of this video's extraction
 

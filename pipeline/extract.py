@@ -44,13 +44,18 @@ class ExtractSettings:
     precision: str = "auto"
     batch_size: int = 16
     dtype: str = "float16"  # what the feature files hold
+    pca: str | None = None  # the official ActivityNet PCA file (fc7 to 500-d, as the released features)
+    pca_dims: int = 500
 
     def encoder(self) -> ClipEncoder:
-        return ClipEncoder(self.weights, self.layer, self.device, self.precision, self.batch_size)
+        return ClipEncoder(
+            self.weights, self.layer, self.device, self.precision, self.batch_size, pca=self.pca, pca_dims=self.pca_dims
+        )
 
     def record(self, video_id: str, source: str, weights_identity: str) -> ManifestRecord:
         """A manifest record of these settings, "failed" until extraction fills it in."""
         clip = self.clip
+        pca = f"{file_identity(self.pca)} to {self.pca_dims}" if self.pca else ""
         return ManifestRecord(
             video_id=video_id,
             source=source,
@@ -61,6 +66,7 @@ class ExtractSettings:
             layer=self.layer,
             weights=weights_identity,
             dtype=self.dtype,
+            pca=pca,
         )
 
 
@@ -76,6 +82,8 @@ class ExtractConfig:
     precision: str = "auto"
     device: str = "auto"
     weights: str = ""
+    pca: str = ""
+    pca_dims: int = 500
     object_store_mb: int = 1024
 
 
@@ -181,6 +189,8 @@ def run_extraction(
     store = FeatureStore(out, create=True)
     if settings.weights and not Path(settings.weights).is_file():
         raise InputError(f"{settings.weights}: C3D weights not found")
+    if settings.pca and not Path(settings.pca).is_file():
+        raise InputError(f"{settings.pca}: PCA file not found")
     weights_identity = file_identity(Path(settings.weights)) if settings.weights else "random"
     if not settings.weights:
         warn_random_c3d()
@@ -237,6 +247,8 @@ def extract_command(
         device=config.device,
         precision=config.precision,
         batch_size=config.batch_size,
+        pca=config.pca or None,
+        pca_dims=config.pca_dims,
     )
     summary = run_extraction(videos, out, settings, workers, address, config.object_store_mb, use_ray, progress)
     print(summary.report())

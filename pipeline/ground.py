@@ -39,7 +39,9 @@ def read_paragraph(path: str | os.PathLike, sentences_per_line: bool) -> str | l
     return text
 
 
-def extraction_settings(features: dict, checkpoint: str, weights: str | None, device: str) -> ExtractSettings:
+def extraction_settings(
+    features: dict, checkpoint: str, weights: str | None, device: str, pca: str | None = None
+) -> ExtractSettings:
     """The extractor the checkpoint's training features came from, or a clear refusal."""
     settings = features.get("extractor")
     if not settings:
@@ -62,8 +64,21 @@ def extraction_settings(features: dict, checkpoint: str, weights: str | None, de
             raise InputError(f"{weights}: these C3D weights ({identity}) are not the checkpoint's ({expected})")
     elif weights:
         raise InputError(f"{checkpoint}: trained on features of a random C3D; --weights {weights} would not match them")
+    recorded_pca = settings.get("pca", "")
+    if recorded_pca and not pca:
+        raise InputError(f"{checkpoint}: trained on features projected with the PCA {recorded_pca}; give it with --pca")
+    if pca and f"{file_identity(Path(pca))} to {settings['dim']}" != recorded_pca:
+        raise InputError(f"{pca}: not the PCA the checkpoint's features were projected with ({recorded_pca or 'none'})")
     clip = ClipSettings(clip_len=settings["clip_len"], stride=settings["stride"], target_fps=settings["target_fps"])
-    return ExtractSettings(clip=clip, weights=weights, layer=settings["layer"], device=device, dtype=settings["dtype"])
+    return ExtractSettings(
+        clip=clip,
+        weights=weights,
+        layer=settings["layer"],
+        device=device,
+        dtype=settings["dtype"],
+        pca=pca,
+        pca_dims=settings["dim"] if pca else 500,
+    )
 
 
 def format_table(result: dict) -> str:
@@ -94,6 +109,7 @@ def ground_video(
     word_sentence: int = 1,
     quiet: bool = False,
     truth: list | None = None,
+    pca: str | None = None,
 ) -> dict:
     """bin/ground: see the module docstring. Returns the result dict (the JSON written with --json).
 
@@ -108,7 +124,7 @@ def ground_video(
     paragraph = read_paragraph(paragraph_file, sentences_per_line)
     torch_device = resolve_device(device)
     trained = load_model(checkpoint, torch_device)
-    settings = extraction_settings(trained.features, str(checkpoint), weights, str(torch_device))
+    settings = extraction_settings(trained.features, str(checkpoint), weights, str(torch_device), pca)
     encoder = settings.encoder()
     features, record = extract_video(video, video_id_for(video), encoder.encode, settings, encoder.weights)
     if features is None:

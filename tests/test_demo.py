@@ -190,3 +190,31 @@ def test_the_whole_demo_in_miniature(tmp_path, ray_session):
     for name in ("eval.json", "ground.json", "ground.png", "summary.json", "run/best.pt", "features/manifest.jsonl"):
         assert (tmp_path / "demo" / name).is_file(), name
     assert 0 <= summary["test"]["mIoU"] <= 1 and "mIoU" in summary["prior"]
+
+
+def test_ground_asks_for_the_pca_the_features_were_projected_with(tmp_path):
+    from extract.c3d import file_identity
+    from pipeline.ground import extraction_settings
+
+    (tmp_path / "pca.hdf5").write_bytes(b"stand-in: only its identity is compared here")
+    (tmp_path / "other.hdf5").write_bytes(b"another file")
+    extractor = {
+        "backbone": "c3d",
+        "weights": "random",
+        "clip_len": 16,
+        "stride": 8,
+        "target_fps": 0.0,
+        "layer": "fc7",
+        "dim": 500,
+        "dtype": "float16",
+        "pca": f"{file_identity(tmp_path / 'pca.hdf5')} to 500",
+    }
+    features = {"source": "store", "extractor": extractor}
+    with pytest.raises(InputError, match=r"projected with the PCA pca\.hdf5 sha256:\w+ to 500; give it with --pca"):
+        extraction_settings(features, "ckpt", None, "cpu")
+    with pytest.raises(InputError, match=r"other\.hdf5: not the PCA the checkpoint's features were projected with"):
+        extraction_settings(features, "ckpt", None, "cpu", str(tmp_path / "other.hdf5"))
+    settings = extraction_settings(features, "ckpt", None, "cpu", str(tmp_path / "pca.hdf5"))
+    assert (settings.layer, settings.pca_dims, settings.clip.stride) == ("fc7", 500, 8)
+    with pytest.raises(InputError, match=r"released HDF5 features"):
+        extraction_settings({"source": "x.hdf5", "extractor": None}, "ckpt", None, "cpu")

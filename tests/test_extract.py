@@ -191,3 +191,29 @@ def test_an_extract_config_gives_defaults_and_flags_win(tmp_path, capsys):
     )
     assert FeatureStore(tmp_path / "b").read("grey").shape == (1, 8192)
     assert "extracted 1, skipped 0" in capsys.readouterr().out
+
+
+def test_the_activitynet_pca_projects_fc7_to_500_dimensions(charades, tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(0)
+    basis, mean = rng.standard_normal((4096, 600)).astype(np.float32), rng.random(4096).astype(np.float32)
+    with h5py.File(tmp_path / "pca.hdf5", "w") as f:
+        f["data/U"], f["data/S"], f["data/x_mean"] = basis, np.ones(600, np.float32), mean
+    clips = next(decode_clips(charades, ClipSettings(chunk_clips=3)))
+    fc7 = ClipEncoder(layer="fc7").encode(clips)
+    projected = ClipEncoder(layer="fc7", pca=str(tmp_path / "pca.hdf5")).encode(clips)
+    expected = (fc7 - mean) @ basis[:, :500]
+    assert projected.shape == (3, 500)
+    assert np.linalg.norm(projected - expected) / np.linalg.norm(expected) < 1e-5  # float32 sums, in another order
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "grey.mp4", solid_frames(16, (99, 99, 99)), fps=10)
+    flags = {"layer": "fc7", "pca": str(tmp_path / "pca.hdf5")}
+    assert extract_command(videos, tmp_path / "store", None, flags, use_ray=False, progress=False) == 0
+    store = FeatureStore(tmp_path / "store")
+    assert store.read("grey").shape == (1, 500)
+    assert store.settings["pca"].startswith("pca.hdf5 sha256:") and store.settings["pca"].endswith(" to 500")
+    with pytest.raises(InputError, match=r"pca\.hdf5: U \(4096, 600\) .* do not project 8192-d features to 500"):
+        ClipEncoder(layer="pool5", pca=str(tmp_path / "pca.hdf5"))
