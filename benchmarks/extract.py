@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# This script shares its name with the `extract` package: keep its own folder off the import path.
+# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402

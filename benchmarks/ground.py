@@ -18,13 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from extract.store import video_id_for
-from hscnet.checkpoint import load_model
-from pipeline import synthetic
-from pipeline.extract import extract_video
-from pipeline.ground import DEMO_CHECKPOINT, extraction_settings
+import numpy as np  # noqa: E402
+
+from extract.store import video_id_for  # noqa: E402
+from hscnet.checkpoint import load_model  # noqa: E402
+from pipeline import synthetic  # noqa: E402
+from pipeline.extract import extract_video  # noqa: E402
+from pipeline.ground import DEMO_CHECKPOINT, extraction_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

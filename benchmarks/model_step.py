@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from hscnet.config import Config
-from hscnet.data import collate
-from hscnet.losses import total_loss
-from hscnet.model import build_model
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from hscnet.config import Config  # noqa: E402
+from hscnet.data import collate  # noqa: E402
+from hscnet.losses import total_loss  # noqa: E402
+from hscnet.model import build_model  # noqa: E402
 
 SETTINGS = {
     # name: batch, clips, feature dim, depths, sentences and words per sentence (dataset means)
