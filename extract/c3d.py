@@ -52,11 +52,13 @@ class C3D(nn.Module):
 
     def forward(self, clips: torch.Tensor, layer: str = "fc6") -> torch.Tensor:
         """clips [N, 3, 16, 112, 112] (BGR, mean subtracted) -> features [N, LAYERS[layer]]."""
-        x = self.pool1(torch.relu(self.conv1(clips)))
-        x = self.pool(torch.relu(self.conv2(x)))
-        x = self.pool(torch.relu(self.conv3b(torch.relu(self.conv3a(x)))))
-        x = self.pool(torch.relu(self.conv4b(torch.relu(self.conv4a(x)))))
-        x = self.pool5(torch.relu(self.conv5b(torch.relu(self.conv5a(x)))))  # [N, 512, 1, 4, 4]
+        # In-place ReLU: C3D only runs inference here, and a convolution's output is dead once
+        # rectified, so this halves the transient memory of the large early layers.
+        x = self.pool1(torch.relu_(self.conv1(clips)))
+        x = self.pool(torch.relu_(self.conv2(x)))
+        x = self.pool(torch.relu_(self.conv3b(torch.relu_(self.conv3a(x)))))
+        x = self.pool(torch.relu_(self.conv4b(torch.relu_(self.conv4a(x)))))
+        x = self.pool5(torch.relu_(self.conv5b(torch.relu_(self.conv5a(x)))))  # [N, 512, 1, 4, 4]
         x = x.flatten(1).to(self.fc6.weight.dtype)  # [N, 8192], at the fc layers' precision
         if layer == "pool5":
             return x
