@@ -179,7 +179,7 @@ class ClipEncoder:
         layer: str = "fc6",
         device: str = "auto",
         precision: str = "auto",
-        batch_size: int = 16,
+        batch_size: int = 8,
         seed: int = 0,
         pca: str | None = None,
         pca_dims: int = 500,

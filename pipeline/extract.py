@@ -42,7 +42,7 @@ class ExtractSettings:
     layer: str = "fc6"
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 16
+    batch_size: int = 8  # 16 is as fast on CPU, but its peak memory is 0.4 GiB higher
     dtype: str = "float16"  # what the feature files hold
     pca: str | None = None  # the official ActivityNet PCA file (fc7 to 500-d, as the released features)
     pca_dims: int = 500
@@ -78,7 +78,7 @@ class ExtractConfig:
     stride: int = 16
     fps: float = 0.0
     layer: str = "fc6"
-    batch_size: int = 16
+    batch_size: int = 8
     precision: str = "auto"
     device: str = "auto"
     weights: str = ""
