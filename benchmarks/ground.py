@@ -37,8 +37,8 @@ def two_minute_scene(rng: np.random.Generator) -> synthetic.Scene:
     episodes, t = [], 2.0
     while t < 110:
         scene = synthetic.make_scene("part", rng)
+        shift = t - scene.episodes[0].start  # once: shifting the first episode moves scene.episodes[0].start
         for episode in scene.episodes:
-            shift = t - scene.episodes[0].start
             episode.keyframes = [(time + shift, state) for time, state in episode.keyframes]
             episodes.append(episode)
         t = episodes[-1].end + 2.0
