@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/train_epoch.py [--store DIR] [--steps N] [key=value ...]
 
 On the proxy ActivityNet store of benchmarks/proxy.py (its real annotations, features read
-from disk, memory-mapped, normalised and resampled by the loader's workers), it times N steps
+from disk, memory-mapped, normalised and resampled by the data loader), it times N steps
 of an epoch as bin/train runs them, then the same N steps again with every batch collated
 beforehand, from the same initial weights. It also prints how long it takes from the
 annotation file to the first batch (features are memory-mapped batch by batch, never all read
@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from extract.text import Vocabulary, load_word_vectors  # noqa: E402
 from hscnet.config import load_config  # noqa: E402
 from hscnet.data import EpochSampler, load_paragraphs, open_features, tokenize_paragraphs  # noqa: E402
-from hscnet.evaluate import make_loader  # noqa: E402
+from hscnet.evaluate import loader_workers, make_loader  # noqa: E402
 from hscnet.losses import total_loss  # noqa: E402
 from hscnet.model import build_model  # noqa: E402
 from hscnet.train import training_set  # noqa: E402
@@ -97,7 +97,8 @@ def main() -> None:
     from_memory = run_steps(model, optimizer, in_memory, config)
     print(
         f"{args.steps} steps of batch {config.train.batch_size}, D {config.model.hidden_dim}, Nv {data.num_clips}, "
-        f"{data.num_workers} loader workers, {torch.get_num_threads()} torch threads"
+        f"{loader_workers(data.num_workers, None)} loader workers (data.num_workers={data.num_workers}), "
+        f"{torch.get_num_threads()} torch threads"
     )
     print(
         f"annotations, tokens, vocabulary ({len(vocab)} words), word vectors, dataset of {len(dataset)} paragraphs "

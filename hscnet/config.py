@@ -34,7 +34,7 @@ class DataConfig:
     max_sentences: int = 8  # sentences sampled from a training paragraph, in temporal order
     max_words: int = 64  # words kept per sentence; longer sentences are truncated and counted
     missing_features: str = "error"  # "error", or "skip" paragraphs whose video has no features
-    num_workers: int = 2
+    num_workers: int = -1  # loader processes; -1: 0 on CPU (in-process is faster there), 2 on CUDA
 
 
 @dataclass

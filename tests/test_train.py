@@ -18,7 +18,7 @@ from extract.errors import InputError
 from hscnet import checkpoint as ckpt
 from hscnet.config import load_config
 from hscnet.data import Paragraph, read_annotations
-from hscnet.evaluate import SpanPrior
+from hscnet.evaluate import SpanPrior, make_loader
 from hscnet.train import TrainingDiverged, learning_rate, run, train
 from pipeline.proxy import write_proxy_store
 
@@ -209,6 +209,17 @@ def test_learning_rate_schedules():
         SMOKE, ["train.lr=1.0", "train.lr_schedule=step", "train.lr_step_epochs=2", "train.lr_gamma=0.1"]
     )
     assert [learning_rate(config, s, 10) for s in (19, 20, 40)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_loader_workers_default_to_in_process_on_cpu_and_refuse_nonsense():
+    config = load_config(REPO / "configs" / "activitynet.yaml")
+    assert config.data.num_workers == -1
+    dataset = list(range(4))
+    assert make_loader(dataset, 2, config.data.num_workers, device=torch.device("cpu")).num_workers == 0
+    assert make_loader(dataset, 2, config.data.num_workers, device=torch.device("cuda")).num_workers == 2
+    assert make_loader(dataset, 2, 3, device=torch.device("cpu")).num_workers == 3
+    with pytest.raises(InputError, match=r"data\.num_workers is -2"):
+        make_loader(dataset, 2, -2)
 
 
 def test_python_entry_points_use_this_interpreter():
