@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 from extract import atomic
 from extract.c3d import file_identity
 from extract.errors import InputError
 from extract.store import video_id_for
+from extract.text import english
 from extract.video import ClipSettings
 from hscnet.checkpoint import load_model, resolve_device
 from hscnet.infer import ground_paragraph
@@ -126,7 +128,11 @@ def ground_video(
     trained = load_model(checkpoint, torch_device)
     settings = extraction_settings(trained.features, str(checkpoint), weights, str(torch_device), pca)
     encoder = settings.encoder()
+    # spaCy takes about a second to import and build: let that happen while C3D works.
+    text_ready = threading.Thread(target=english, daemon=True)
+    text_ready.start()
     features, record = extract_video(video, video_id_for(video), encoder.encode, settings, encoder.weights)
+    text_ready.join()
     if features is None:
         raise InputError(record.error)
     if features.shape[1] != trained.config.data.feature_dim:
