@@ -78,7 +78,7 @@ def loader_workers(num_workers: int, device: torch.device | None) -> int:
 
     On CPU the model's threads already use every core, and worker processes that preempt them
     cost more than loading in the main process (benchmarks/train_epoch.py on 2 cores: loader
-    over in-memory step time 1.20 with 2 workers, 1.06 with none).
+    over in-memory step time 1.20 with 2 workers, 1.01 with none).
     """
     if num_workers < -1:
         raise InputError(f"data.num_workers is {num_workers}: use -1 (auto), 0 (load in this process) or more")
