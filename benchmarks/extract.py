@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/extract.py [--copies N] [--skip-memory] [--device cpu|cuda]
 
 Throughput, on N copies of the real Charades video of ../shared/data (480x270, 15 fps), in one
-run: frames/s of decoding alone (decord, chunked, as extraction reads), clips/s of the C3D
+run: frames/s of decoding alone (PyAV, as extraction reads), clips/s of the C3D
 forward alone on those decoded clips (same batch and precision), and clips/s of the whole
 bin/extract pipeline (Ray start-up included). The last line is pipeline / C3D alone (target: at
 least 0.85 on 2 cores: decoding hidden behind compute).

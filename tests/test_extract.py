@@ -12,7 +12,7 @@ import torch
 from extract.c3d import C3D, LAYERS, ClipEncoder, cpu_supports_bf16, load_c3d
 from extract.errors import InputError
 from extract.store import FeatureStore
-from extract.video import ClipSettings, VideoError, clip_count, decode_clips, list_videos, probe
+from extract.video import ClipSettings, VideoError, clip_count, decode_clips, frame_sequence, list_videos, probe
 from pipeline.extract import ExtractSettings, extract_command, extract_video, run_extraction
 from pipeline.synthetic import write_video
 
@@ -57,6 +57,23 @@ def test_clips_are_read_in_bounded_chunks(charades):
     chunks = list(decode_clips(charades, ClipSettings(chunk_clips=5)))
     assert [len(c) for c in chunks] == [5, 5, 5, 5, 5, 3]
     assert chunks[0].shape[1:] == (16, 112, 112, 3) and chunks[0].dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [ClipSettings(stride=8), ClipSettings(stride=40), ClipSettings(target_fps=30), ClipSettings(target_fps=5)],
+    ids=["overlapping", "gaps", "frames-repeated", "frames-skipped"],
+)
+def test_each_clip_holds_the_frames_its_window_names(charades, settings):
+    info = probe(charades)
+    (single,) = list(decode_clips(charades, ClipSettings(clip_len=1, stride=1, chunk_clips=1000), info))
+    frames = single[:, 0]  # every video frame once, [460, 112, 112, 3]
+    sequence = frames[frame_sequence(info, settings.target_fps)]
+    clips = np.concatenate(list(decode_clips(charades, settings, info)))
+    assert len(clips) == clip_count(len(sequence), 16, settings.stride)
+    for index in (0, 1, len(clips) // 2, len(clips) - 1):
+        start = index * settings.stride
+        np.testing.assert_array_equal(clips[index], sequence[start : start + 16])
 
 
 @pytest.mark.parametrize(("codec", "suffix"), CODECS)
