@@ -34,13 +34,16 @@ from pipeline.extract import ExtractSettings, run_extraction  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
+# VmHWM, not ru_maxrss: Linux carries the parent's resident size at fork into the child's ru_maxrss
+# across exec, so ru_maxrss reported this script's own size (1.80 GiB) instead of the extraction's.
 MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 from pipeline.extract import ExtractSettings, extract_video
 settings = ExtractSettings(device=sys.argv[2])
 started = time.time()
 features, record = extract_video(sys.argv[1], "v", settings.encoder().encode, settings, "random")
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+peak = int(status["VmHWM"].split()[0]) * 1024
 print(json.dumps({"clips": record.clips, "status": record.status, "seconds": time.time() - started, "peak": peak}))
 """
 

@@ -123,7 +123,8 @@ def extract_video(
         info = probe(path)
         record.fps, record.num_frames, record.duration = info.fps, info.num_frames, info.duration
         chunks = chunks if chunks is not None else decode_clips(path, settings.clip, info)
-        features = np.concatenate([encode(chunk) for chunk in chunks]).astype(settings.dtype)
+        # Each chunk's features are cast at once: they are all that grows with the video's length.
+        features = np.concatenate([encode(chunk).astype(settings.dtype) for chunk in chunks])
         if not np.isfinite(features).all():
             raise ValueError("C3D produced non-finite features (NaN or Inf)")
     except Exception as error:  # one bad video must not stop the others: recorded and reported at the end
