@@ -288,7 +288,7 @@ def _with_ray(
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0)) if settings.device != "cpu" else 0
         cpus = os.cpu_count() or 1
-        # Decoding costs about a tenth of C3D's time per clip, so the CPU actor's model keeps every core.
+        # Decoding costs about an eighth of C3D's time per clip, so the CPU actor's model keeps every core.
         threads = max(1, cpus // max(gpus, 1))
         actor_class = _actor_class(ray)
         actors = [
