@@ -2,10 +2,10 @@
 
 PyAV (FFmpeg inside, with dav1d for AV1) reads MP4, MKV, WebM and AVI with H.264, HEVC, VP9,
 AV1, MPEG-4 or MJPEG. Frames are decoded one after the other, scaled to 171x128 by FFmpeg's
-swscale (area averaging: the closest of its filters to the OpenCV resize of the original C3D
-pipeline, and a third of bicubic's cost at 720p), centre-cropped to 112x112 (the C3D input of
-Tran et al.) and handed on a chunk of clips at a time, so memory stays bounded however long the
-video is.
+swscale (area averaging: within 1-2 grey levels on average of the OpenCV resize the original
+C3D pipeline used, at half of bicubic's cost at 720p), centre-cropped to 112x112 (the C3D
+input of Tran et al.) and handed on a chunk of clips at a time, so memory stays bounded however
+long the video is.
 
 Why not decord, as DESIGN.md planned: decord2 3.4.0 keeps decoding in a background thread after
 every read, to the end of the file, and holds the frames: a 10-minute 720p video grew the
