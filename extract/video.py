@@ -76,7 +76,8 @@ def _open(path: str | os.PathLike):
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
+    # FFmpeg's own words, without the errno and file name that str() of a PyAV error adds.
+    text = str(getattr(error, "strerror", None) or error).strip().splitlines()
     return text[0][:300] if text else type(error).__name__
 
 

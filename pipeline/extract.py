@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from extract.c3d import ClipEncoder, file_identity, warn_random_c3d
 from extract.errors import InputError
 from extract.store import FeatureStore, ManifestRecord, video_id_for
-from extract.video import ClipSettings, decode_clips, list_videos, probe
+from extract.video import ClipSettings, VideoInfo, decode_clips, list_videos, probe
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +110,19 @@ def extract_video(
     encode,
     settings: ExtractSettings,
     weights_identity: str,
-    chunks: Iterable[np.ndarray] | None = None,
+    decode: Callable[[VideoInfo], Iterable[np.ndarray]] | None = None,
 ) -> tuple[np.ndarray | None, ManifestRecord]:
     """One video to its features and manifest record; a failure becomes a "failed" record.
 
-    `encode` maps uint8 clips to features; `chunks` come from a Ray decode task, or are
-    decoded here when not given.
+    `encode` maps uint8 clips to features; `decode(info)` gives the clips a chunk at a time
+    (a Ray decode task's stream), once the video has been probed; by default they are decoded here.
     """
     started = time.time()
     record = settings.record(video_id, str(Path(path).resolve()), weights_identity)
     try:
         info = probe(path)
         record.fps, record.num_frames, record.duration = info.fps, info.num_frames, info.duration
-        chunks = chunks if chunks is not None else decode_clips(path, settings.clip, info)
+        chunks = decode(info) if decode is not None else decode_clips(path, settings.clip, info)
         # Each chunk's features are cast at once: they are all that grows with the video's length.
         features = np.concatenate([encode(chunk).astype(settings.dtype) for chunk in chunks])
         if not np.isfinite(features).all():
@@ -323,9 +323,9 @@ def _actor_class(ray):
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=1)
-    def decode_task(path: str, clip: ClipSettings):
+    def decode_task(path: str, clip: ClipSettings, info: VideoInfo):
         """Ray streaming task: the video's clips, a chunk at a time."""
-        yield from decode_clips(path, clip)
+        yield from decode_clips(path, clip, info)
 
     @ray.remote(num_cpus=0, max_concurrency=2)
     class C3DWorker:
@@ -346,22 +346,22 @@ def _actor_class(ray):
                 return self.encoder.encode(clips)
 
         def extract(self, path: str, video_id: str):
-            stream = decode_task.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(self.node, soft=True),
-                _generator_backpressure_num_objects=2,
-            ).remote(path, self.settings.clip)
+            stream = None
 
-            def chunks() -> Iterator[np.ndarray]:
+            def decode(info: VideoInfo) -> Iterator[np.ndarray]:
+                nonlocal stream
+                stream = decode_task.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(self.node, soft=True),
+                    _generator_backpressure_num_objects=2,
+                ).remote(path, self.settings.clip, info)  # the probe's info: MKV and WebM are not read twice
                 for ref in stream:
                     try:
                         yield ray.get(ref)
                     except ray.exceptions.RayTaskError as error:
                         raise (error.cause or error) from None  # the decoder's own message, not Ray's wrapper
 
-            features, record = extract_video(
-                path, video_id, self.encode, self.settings, self.weights_identity, chunks()
-            )
-            if features is None:
+            features, record = extract_video(path, video_id, self.encode, self.settings, self.weights_identity, decode)
+            if features is None and stream is not None:
                 ray.cancel(stream)
             return features, asdict(record)
 
