@@ -18,16 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from extract.store import video_id_for  # noqa: E402
-from hscnet.checkpoint import load_model  # noqa: E402
-from pipeline import synthetic  # noqa: E402
-from pipeline.extract import extract_video  # noqa: E402
-from pipeline.ground import DEMO_CHECKPOINT, extraction_settings  # noqa: E402
+from extract.extractor import extract_video
+from extract.store import video_id_for
+from hscnet.checkpoint import load_model
+from hscnet.grounder import extraction_settings
+from pipeline import synthetic
+from pipeline.ground import DEMO_CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,10 +78,10 @@ def main() -> None:
     ground_seconds = time.perf_counter() - started
 
     trained = load_model(args.checkpoint)
-    settings = extraction_settings(trained.features, args.checkpoint, None, "auto")
+    settings = extraction_settings(trained.feature_spec, args.checkpoint, None, None, "cpu")
     encoder = settings.encoder()
     started = time.perf_counter()
-    _, record = extract_video(video, video_id_for(video), encoder.encode, settings, encoder.weights)
+    _, record = extract_video(video, video_id_for(video), encoder.encode, settings.spec())
     extract_seconds = time.perf_counter() - started
     print(f"2-minute 30 fps video, {len(scene.episodes)} sentences, {record.clips} clips ({encoder.describe()})")
     print(f"bin/ground, whole command: {ground_seconds:.1f} s")

@@ -6,29 +6,25 @@ At the paper's ActivityNet (B 32, Nv 256, Dv 500, depths 1-1-1) and TACoS (B 16,
 Dv 4096, depths 3-3-3) settings, with paragraphs of the datasets' mean size, it times one
 step of HSCNet (all losses) and one step of `torch.nn.TransformerEncoder` with the same width
 D, the same number of attention layers over the video+word token count, and the same input
-projection. The headline is HSCNet time / plain time (target: at most 2). On CUDA it also
-times both under bf16 autocast.
+projection. The headline is HSCNet time / plain time (target: at most 2). On CUDA (or on CPU
+with --bf16) it also times both under bf16 autocast and compares one bf16 step's loss and
+gradient with float32's.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
+from torch import nn
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from hscnet.config import Config  # noqa: E402
-from hscnet.data import collate  # noqa: E402
-from hscnet.losses import total_loss  # noqa: E402
-from hscnet.model import build_model  # noqa: E402
+from hscnet.config import Config
+from hscnet.data import collate
+from hscnet.losses import total_loss
+from hscnet.model import build_model
 
 SETTINGS = {
     # name: batch, clips, feature dim, depths, sentences and words per sentence (dataset means)
@@ -101,15 +97,39 @@ def time_step(step, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def agreement(model, batch, config, device) -> str:
+    """The loss and the gradient of one step in bf16 autocast beside float32, from the same weights
+    and batch (dropout off, so that both see the same network)."""
+    model.eval()
+    losses, grads = {}, {}
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = total_loss(model(batch), batch, config.loss)[0]
+        loss.backward()
+        losses[name] = loss.item()
+        grads[name] = torch.cat([p.grad.flatten().float() for p in model.parameters() if p.grad is not None])
+    model.zero_grad(set_to_none=True)
+    model.train()
+    cosine = torch.nn.functional.cosine_similarity(grads["fp32"], grads["bf16"], dim=0).item()
+    relative = abs(losses["bf16"] - losses["fp32"]) / abs(losses["fp32"])
+    return (
+        f"agreement: loss fp32 {losses['fp32']:.4f}, bf16 {losses['bf16']:.4f} ({relative:.2%} apart); "
+        f"gradient cosine {cosine:.4f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bf16", action="store_true", help="also bf16 autocast on CPU (always on CUDA)")
     args = parser.parse_args()
     device = torch.device(args.device)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"device {device} ({where})")
-    precisions = [("fp32", None)] + ([("bf16 autocast", torch.bfloat16)] if device.type == "cuda" else [])
+    with_bf16 = device.type == "cuda" or args.bf16
+    precisions = [("fp32", None)] + ([("bf16 autocast", torch.bfloat16)] if with_bf16 else [])
     ratios = []
     for name, (batch_size, clips, feature_dim, depths, sentences, words) in SETTINGS.items():
         config = Config()
@@ -136,6 +156,8 @@ def main() -> None:
                 f"  {precision}: HSCNet step {hscnet_time * 1000:.1f} ms, "
                 f"plain encoder step {plain_time * 1000:.1f} ms, ratio {hscnet_time / plain_time:.2f}"
             )
+        if with_bf16:
+            print("  " + agreement(hscnet, batch, config, device))
     print(f"HSCNet / plain encoder step time, worst setting, ratio: {max(ratios):.2f}")
 
 

@@ -26,14 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from hscnet.config import load_config  # noqa: E402
-from hscnet.data import load_paragraphs  # noqa: E402
-from hscnet.evaluate import evaluate_checkpoint  # noqa: E402
-from hscnet.train import train  # noqa: E402
-from pipeline.proxy import write_proxy_store  # noqa: E402
+from hscnet.annotations import load_paragraphs
+from hscnet.config import load_config
+from hscnet.evaluate import evaluate_checkpoint
+from hscnet.train import train
+from pipeline.proxy import write_proxy_store
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = {

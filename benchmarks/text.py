@@ -16,10 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from extract.text import english, parse_paragraph  # noqa: E402
+from extract.text import english, parse_paragraph
 
 REPO = Path(__file__).resolve().parents[1]
 

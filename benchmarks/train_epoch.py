@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-from extract.text import Vocabulary, load_word_vectors  # noqa: E402
-from hscnet.config import load_config  # noqa: E402
-from hscnet.data import EpochSampler, load_paragraphs, open_features, tokenize_paragraphs  # noqa: E402
-from hscnet.evaluate import loader_workers, make_loader  # noqa: E402
-from hscnet.losses import total_loss  # noqa: E402
-from hscnet.model import build_model  # noqa: E402
-from hscnet.train import training_set  # noqa: E402
+from extract.text import Vocabulary, load_word_vectors
+from hscnet.annotations import load_paragraphs
+from hscnet.config import load_config
+from hscnet.data import EpochSampler, loader_workers, make_loader, tokenize_paragraphs
+from hscnet.features import open_features
+from hscnet.losses import total_loss
+from hscnet.model import build_model
+from hscnet.train import training_set
 
 REPO = Path(__file__).resolve().parents[1]
 PROXY_SIZE = ["model.hidden_dim=128", "model.heads=4", "data.num_clips=128"]

@@ -15,8 +15,6 @@ in-place ReLU leaves the fc blobs the VPG features were read from.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import os
 import threading
@@ -26,13 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from extract.errors import InputError
+from common.devices import resolve_device
+from common.errors import InputError
+from extract.spec import RANDOM_WEIGHTS, file_identity
 
 log = logging.getLogger(__name__)
 
 LAYERS = {"pool5": 8192, "fc6": 4096, "fc7": 4096}
 BGR_MEAN = (90.25164677347574, 97.65700354418385, 101.4083346052324)
-RANDOM_WEIGHTS = "random"
+LAYOUTS = {"auto": None, "contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
 
 
 class C3D(nn.Module):
@@ -64,21 +64,6 @@ class C3D(nn.Module):
             return x
         x = torch.relu(self.fc6(x))
         return x if layer == "fc6" else torch.relu(self.fc7(x))
-
-
-@functools.cache
-def _identity(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"{Path(path).name} sha256:{digest.hexdigest()}"
-
-
-def file_identity(path: str | os.PathLike) -> str:
-    """ "<file name> sha256:<hex>", computed once per file version in a process."""
-    stat = Path(path).stat()
-    return _identity(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def load_pca(path: str | os.PathLike, dims: int, input_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,61 +141,100 @@ def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str
     return model.eval(), file_identity(path)
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX), where bf16 C3D is ~3x faster."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+# oneDNN's ISA levels (ONEDNN_MAX_CPU_ISA) from which bf16 convolutions run natively.
+_BF16_ISAS = {
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX10_1_512",
+    "AVX512_CORE_AMX",
+    "AVX10_1_512_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512_AMX_FP16",
+    "ALL",
+}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (the avx512_bf16 or amx_bf16 flags of Linux).
+
+    Not `torch.ops.mkldnn._is_mkldnn_bf16_supported()`: that is also true on AVX-512 CPUs
+    without bf16 (Skylake-X, Cascade Lake), where oneDNN emulates bf16 slowly. A cap on oneDNN's
+    instruction set below bf16 (`ONEDNN_MAX_CPU_ISA=AVX2`, as used to measure an AVX2 machine)
+    counts as no native bf16, since oneDNN then cannot use it.
+    """
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    if cap not in _BF16_ISAS:
         return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:  # not Linux: float32 is never wrong, only slower
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_mode(native_bf16: bool) -> tuple[str, torch.memory_format]:
+    """The precision and layout C3D runs fastest in on a CPU, measured with benchmarks/extract_speed.py.
+
+    `channels_last_3d` always: oneDNN's direct 3-D convolutions read it without reordering.
+    Measured, C3D clips/s at batch 8 on 2 cores (float32 contiguous / float32 channels_last_3d /
+    bf16 channels_last_3d): Intel Xeon with AMX-bf16 3.42 / 4.22 / 14.47; the same Xeon limited
+    to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) 2.53 / 2.74 / -; a 2-core AMD EPYC with AVX2 only 1.09 /
+    1.48 / - (measured by hand when issue 11 was filed). bf16 only where it is native: its
+    features are within 0.5 % of float32's (0.49 % on the Charades clips), and emulated bf16 is
+    slower than float32.
+    """
+    return ("bf16" if native_bf16 else "fp32"), torch.channels_last_3d
 
 
 class ClipEncoder:
-    """Runs C3D over uint8 clips in batches, at the precision the device does best.
+    """Runs C3D over uint8 clips in batches, at the precision and layout the device does best.
 
-    CPU: bfloat16 convolutions in `channels_last_3d` where the processor supports bf16 (about 3x
-    float32; fc6 and fc7 stay float32, and the features are within 0.5 % of float32's: 0.48 %
-    measured on the Charades clips), float32 otherwise. CUDA: float16 autocast.
-    `precision="fp32"` forces float32 anywhere.
+    CPU: `cpu_mode` (bf16 convolutions in `channels_last_3d` where the processor has native bf16,
+    float32 in `channels_last_3d` elsewhere; fc6 and fc7 stay float32). CUDA: float16 autocast.
+    `precision="fp32"` forces float32 anywhere; `layout` overrides the memory layout.
     """
 
     def __init__(
         self,
-        weights=None,
-        layer: str = "fc6",
-        device: str = "auto",
-        precision: str = "auto",
-        batch_size: int = 8,
+        *,
+        weights: str | os.PathLike | None,
+        layer: str,
+        device: str,
+        precision: str,
+        batch_size: int,
+        pca: str | os.PathLike | None = None,
+        pca_dims: int = 0,
         seed: int = 0,
-        pca: str | None = None,
-        pca_dims: int = 500,
+        layout: str = "auto",
     ):
         if layer not in LAYERS:
             raise InputError(f"unknown C3D layer {layer!r}: use one of {', '.join(LAYERS)}")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {device!r} asked for, but no CUDA device is available")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.layer, self.batch_size = layer, batch_size
         self.dim = LAYERS[layer]
         model, self.weights = load_c3d(weights, seed)
         if precision not in {"auto", "fp32", "bf16", "fp16"}:
             raise InputError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
-        if precision == "auto":
-            precision = "fp16" if self.device.type == "cuda" else ("bf16" if cpu_supports_bf16() else "fp32")
+        if layout not in LAYOUTS:
+            raise InputError(f"unknown layout {layout!r}: use {', '.join(LAYOUTS)}")
+        on_cpu = self.device.type == "cpu"
+        if on_cpu:
+            best, self.memory_format = cpu_mode(cpu_has_native_bf16())
+            precision = best if precision == "auto" else precision
+        else:
+            precision = "fp16" if precision == "auto" else precision
+            self.memory_format = torch.contiguous_format
+        if layout != "auto":  # benchmarks/extract_speed.py compares the layouts
+            self.memory_format = LAYOUTS[layout]
         self.precision = precision
-        self.memory_format = (
-            torch.channels_last_3d if self.device.type == "cpu" and precision == "bf16" else torch.contiguous_format
-        )
-        self.input_dtype = torch.bfloat16 if (self.device.type == "cpu" and precision == "bf16") else torch.float32
+        self.input_dtype = torch.bfloat16 if (on_cpu and precision == "bf16") else torch.float32
         model = model.to(self.device, memory_format=self.memory_format)
         for module in model.modules():  # the convolutions hold ~all of C3D's work; fc6/fc7 stay float32
             if isinstance(module, nn.Conv3d):
                 module.to(self.input_dtype)
         self.model = model
-        self.autocast = (
-            {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision) if self.device.type == "cuda" else None
-        )
+        self.autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision) if not on_cpu else None
         self.mean = torch.tensor(BGR_MEAN, device=self.device).view(1, 3, 1, 1, 1)
         self.projection = None
         if pca:
@@ -220,7 +244,8 @@ class ClipEncoder:
 
     def describe(self) -> str:
         projected = f", PCA to {self.dim}" if self.projection is not None else ""
-        return f"C3D {self.layer}{projected} on {self.device} ({self.precision}), weights {self.weights}"
+        layout = ", channels_last_3d" if self.memory_format == torch.channels_last_3d else ""
+        return f"C3D {self.layer}{projected} on {self.device} ({self.precision}{layout}), weights {self.weights}"
 
     @torch.inference_mode()
     def encode(self, clips: np.ndarray) -> np.ndarray:

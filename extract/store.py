@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from extract import atomic
-from extract.errors import InputError
+from common import atomic
+from common.errors import InputError
+from extract.spec import FeatureSpec
 
 MANIFEST = "manifest.jsonl"
-# The fields that must match for a stored feature file to be reused by a later run.
-SETTING_FIELDS = ("clip_len", "stride", "target_fps", "backbone", "layer", "dim", "weights", "pca", "dtype")
+# The fields of a manifest line written before the spec was nested (hscnet 0.1): read back into a spec.
+_FLAT_SPEC = {"clip_len": "clip_len", "stride": "stride", "target_fps": "sample_fps", "backbone": "backbone",
+              "layer": "layer", "weights": "weights", "pca": "pca", "dim": "dim", "dtype": "dtype"}  # fmt: skip
 
 
 def video_id_for(path: str | os.PathLike) -> str:
@@ -33,34 +35,34 @@ def video_id_for(path: str | os.PathLike) -> str:
 
 @dataclass
 class ManifestRecord:
-    """One line of manifest.jsonl (DESIGN.md, data contracts)."""
+    """One line of manifest.jsonl: one extraction attempt of one video, with the spec it was made with."""
 
     video_id: str
     source: str
     status: str  # "ok" or "failed"
+    spec: FeatureSpec
     error: str = ""
-    fps: float = 0.0
+    fps: float = 0.0  # the video's own frame rate
     num_frames: int = 0
     duration: float = 0.0
     clips: int = 0
-    clip_len: int = 16
-    stride: int = 16
-    target_fps: float = 0.0  # 0: clips at the video's own frame rate
-    backbone: str = "c3d"
-    layer: str = "fc6"
-    dim: int = 0
-    weights: str = "random"  # "random" or "<file name> sha256:<hex>"
-    pca: str = ""  # "" or "<file name> sha256:<hex> to <k>", the projection applied to the features
-    dtype: str = "float16"
     seconds: float = 0.0  # wall time of this video's extraction
 
-    def settings(self) -> dict:
-        return {name: getattr(self, name) for name in SETTING_FIELDS}
+    def to_json(self) -> dict:
+        return {**asdict(self), "spec": self.spec.to_json()}
 
     @classmethod
-    def from_json(cls, obj: dict) -> ManifestRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in obj.items() if key in known})
+    def from_json(cls, obj: dict, where: str) -> ManifestRecord:
+        if not isinstance(obj, dict):
+            raise TypeError(f"a manifest line is a JSON object, not {type(obj).__name__}")
+        if "spec" in obj:
+            spec = FeatureSpec.from_json(obj["spec"], where)
+        else:  # the flat layout of hscnet 0.1
+            spec = FeatureSpec.from_json(
+                {new: obj.get(old, getattr(FeatureSpec, new)) for old, new in _FLAT_SPEC.items()}, where
+            )
+        known = {f.name for f in fields(cls)} - {"spec"}
+        return cls(spec=spec, **{key: value for key, value in obj.items() if key in known})
 
 
 class FeatureStore:
@@ -100,7 +102,7 @@ class FeatureStore:
 
     def append(self, record: ManifestRecord) -> None:
         with open(self.path / MANIFEST, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(asdict(record)) + "\n")
+            handle.write(json.dumps(record.to_json()) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -115,16 +117,22 @@ class FeatureStore:
             if not line.strip():
                 continue
             try:
-                record = ManifestRecord.from_json(json.loads(line))
+                record = ManifestRecord.from_json(json.loads(line), f"{manifest}:{number}")
             except (json.JSONDecodeError, TypeError) as error:
-                if number == len(lines):
-                    break
+                if number == len(lines) and isinstance(error, json.JSONDecodeError):
+                    break  # the torn last line of a crash
                 raise InputError(f"{manifest}:{number}: corrupt manifest line ({error})") from error
             latest[record.video_id] = record
         return latest
 
-    @property
-    def settings(self) -> dict | None:
-        """The extraction settings shared by every stored video, or None if unknown or mixed."""
-        found = {json.dumps(r.settings(), sort_keys=True) for r in self.records().values() if r.status == "ok"}
-        return json.loads(found.pop()) if len(found) == 1 else None
+    def spec(self) -> FeatureSpec | None:
+        """The spec every stored video was extracted with; None for a store without features yet.
+        A store of mixed specs cannot feed one model and is refused, naming what differs."""
+        specs = {record.spec for record in self.records().values() if record.status == "ok"}
+        if len(specs) > 1:
+            first, *others = sorted(specs, key=repr)
+            changed = "; ".join(", ".join(first.differences(other)) for other in others)
+            raise InputError(
+                f"{self.path}: holds features of {len(specs)} different specs ({changed}); use one store per spec"
+            )
+        return specs.pop() if specs else None

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extract import atomic
-from extract.errors import InputError
+from common import atomic
+from common.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ process by 1.2 GB while C3D ran, and that thread took a core from C3D. Here noth
 before it is needed.
 
 Clip i covers frames [i * stride, i * stride + clip_len) of the frame sequence: the video's
-own frames, or frames sampled at `target_fps` when set. The last frames that do not fill a
+own frames, or frames sampled at `sample_fps` when set. The last frames that do not fill a
 whole clip are left out, as in the standard C3D feature extraction; a video shorter than one
 clip gives one clip padded with its last frame. Clips stay uint8 RGB here; the model does the
 float conversion, channel order and mean subtraction (`extract/c3d.py`).
@@ -29,7 +29,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from extract.errors import InputError
+from common.errors import InputError
+from extract.spec import FeatureSpec
 
 RESIZE_HEIGHT, RESIZE_WIDTH = 128, 171
 CROP = 112
@@ -40,12 +41,7 @@ class VideoError(InputError):
     """A video that cannot be decoded: missing, empty, corrupt, or without frames."""
 
 
-@dataclass(frozen=True)
-class ClipSettings:
-    clip_len: int = 16
-    stride: int = 16  # 8 gives ActivityNet-style overlapping windows
-    target_fps: float = 0.0  # 0 keeps the video's own frame rate
-    chunk_clips: int = 32  # clips handed on at a time: bounds memory (32 clips are 19 MB)
+CHUNK_CLIPS = 32  # clips handed on at a time: bounds memory (32 clips are 19 MB)
 
 
 @dataclass(frozen=True)
@@ -101,12 +97,12 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(str(path), fps, num_frames, num_frames / fps, int(width), int(height))
 
 
-def frame_sequence(info: VideoInfo, target_fps: float) -> np.ndarray:
-    """Indices of the video frames that make up the clip sequence (all, or sampled at target_fps)."""
-    if not target_fps or target_fps <= 0:
+def frame_sequence(info: VideoInfo, sample_fps: float) -> np.ndarray:
+    """Indices of the video frames that make up the clip sequence (all, or sampled at sample_fps)."""
+    if not sample_fps or sample_fps <= 0:
         return np.arange(info.num_frames)
-    count = max(1, int(info.duration * target_fps))
-    times = np.arange(count) / target_fps
+    count = max(1, int(info.duration * sample_fps))
+    times = np.arange(count) / sample_fps
     return np.minimum(np.round(times * info.fps).astype(int), info.num_frames - 1)
 
 
@@ -127,7 +123,7 @@ def _small_rgb_frames(path, sequence: np.ndarray, needed) -> Iterator[np.ndarray
         try:
             for index, frame in enumerate(container.decode(stream)):
                 small = None
-                while position < len(sequence) and sequence[position] == index:  # target_fps may repeat a frame
+                while position < len(sequence) and sequence[position] == index:  # sample_fps may repeat a frame
                     if small is None and needed(position):
                         rgb = frame.to_ndarray(
                             width=RESIZE_WIDTH, height=RESIZE_HEIGHT, format="rgb24", interpolation="AREA"
@@ -142,12 +138,12 @@ def _small_rgb_frames(path, sequence: np.ndarray, needed) -> Iterator[np.ndarray
 
 
 def decode_clips(
-    path: str | os.PathLike, settings: ClipSettings, info: VideoInfo | None = None
+    path: str | os.PathLike, spec: FeatureSpec, info: VideoInfo | None = None, chunk_clips: int = CHUNK_CLIPS
 ) -> Iterator[np.ndarray]:
-    """Yield the video's clips, `chunk_clips` at a time: uint8 [n, clip_len, 112, 112, 3] RGB."""
+    """Yield the clips `spec` cuts from the video, `chunk_clips` at a time: uint8 [n, clip_len, 112, 112, 3] RGB."""
     info = info or probe(path)
-    clip_len, stride = settings.clip_len, settings.stride
-    sequence = frame_sequence(info, settings.target_fps)
+    clip_len, stride = spec.clip_len, spec.stride
+    sequence = frame_sequence(info, spec.sample_fps)
     total = clip_count(len(sequence), clip_len, stride)
     window: list[np.ndarray | None] = []  # the frames at sequence positions first, first + 1, ...
     first, chunk, clips_done = 0, [], 0
@@ -161,7 +157,7 @@ def decode_clips(
         drop = min(clips_done * stride - first, len(window))  # what no later clip needs
         del window[:drop]
         first += drop
-        if len(chunk) == settings.chunk_clips or clips_done == total:
+        if len(chunk) == chunk_clips or clips_done == total:
             yield np.stack(chunk)  # [n, clip_len, 112, 112, 3]
             chunk = []
         if clips_done == total:

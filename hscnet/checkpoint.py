@@ -1,9 +1,13 @@
 """Checkpoints: everything `bin/eval` and `bin/ground` need, loadable without running code.
 
-A checkpoint holds the model weights, the resolved config, the vocabulary, the feature
-settings the model was trained on, the dataset prior of `bin/eval`, and the optimiser and
-random states that let `bin/train --resume` continue exactly. It is written atomically and
-read with `torch.load(weights_only=True)`.
+A checkpoint (format "hscnet-checkpoint/2") holds:
+- "model_args": the model's constructor arguments (`ModelArgs`), "model": its weights;
+- "config": the resolved config of the run, "vocab": the vocabulary, "prior": the dataset prior;
+- "feature_spec": the spec of the features it was trained on (`FeatureSpec`, whole), or None
+  where it is not known (released HDF5 features), and "feature_source": where they were read;
+- for `bin/train --resume`: "optimizer", "state" and "rng", so that a resumed run ends exactly as
+  an uninterrupted one.
+It is written atomically and read with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from pathlib import Path
 
 import torch
 
-from extract.atomic import atomic_path
-from extract.errors import InputError
+from common.atomic import atomic_path
+from common.errors import InputError
+from extract.spec import FeatureSpec
 from extract.text import Vocabulary
 from hscnet.config import Config, config_from_dict
-from hscnet.model import HSCNet, build_model
+from hscnet.model import HSCNet, ModelArgs
+from hscnet.prior import SpanPrior
 
-FORMAT = "hscnet-checkpoint/1"
+FORMAT = "hscnet-checkpoint/2"
 
 
 def save_checkpoint(path: str | os.PathLike, content: dict) -> None:
@@ -36,30 +42,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged or foreign file
         raise InputError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
+    found = content.get("format") if isinstance(content, dict) else None
+    if found == "hscnet-checkpoint/1":
+        raise InputError(
+            f"{path}: written by hscnet 0.1 (format hscnet-checkpoint/1), which this version cannot read: train again"
+        )
+    if found != FORMAT:
         raise InputError(f"{path}: not an HSCNet checkpoint of this tool (format {FORMAT})")
     return content
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} asked for, but no CUDA device is available (train.device=auto picks one)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise InputError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA by default, float32 (no autocast) on CPU."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision in {"fp32", "float32"}:
-        return None
-    if precision in {"bf16", "bfloat16"}:
-        return torch.bfloat16
-    raise InputError(f"unknown precision {precision!r}: use auto, fp32 or bf16")
 
 
 @dataclass
@@ -69,15 +59,30 @@ class TrainedModel:
     model: HSCNet
     config: Config
     vocab: Vocabulary
-    features: dict  # source, dim, num_clips and the extractor settings (None for released features)
-    content: dict  # the whole checkpoint
+    prior: SpanPrior
+    feature_spec: FeatureSpec | None  # None: trained on features of unknown making (released HDF5)
+    feature_source: str
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> TrainedModel:
     content = load_checkpoint(path)
-    config = config_from_dict(content["config"], f"{path} (config)")
-    vocab = Vocabulary(content["vocab"])
-    word_dim = content["model"]["text_encoder.embedding.weight"].shape[1]
-    model = build_model(config, torch.zeros(len(vocab), word_dim))
-    model.load_state_dict(content["model"])
-    return TrainedModel(model.to(device).eval(), config, vocab, content["features"], content)
+    try:
+        args = ModelArgs.from_json(content["model_args"], f"{path} (model_args)")
+        model = HSCNet(args)
+        model.load_state_dict(content["model"])
+        spec = content["feature_spec"]
+        trained = TrainedModel(
+            model=model.to(device).eval(),
+            config=config_from_dict(content["config"], f"{path} (config)"),
+            vocab=Vocabulary(content["vocab"]),
+            prior=SpanPrior.from_json(content["prior"]),
+            feature_spec=FeatureSpec.from_json(spec, f"{path} (feature_spec)") if spec is not None else None,
+            feature_source=str(content["feature_source"]),
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, InputError):
+            raise
+        raise InputError(f"{path}: a damaged checkpoint ({type(error).__name__}: {str(error)[:200]})") from error
+    if len(trained.vocab) != args.vocab_size:
+        raise InputError(f"{path}: a vocabulary of {len(trained.vocab)} words for a model of {args.vocab_size}")
+    return trained

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from extract import atomic
-from extract.errors import InputError
+from common import atomic
+from common.errors import InputError
 
 
 @dataclass
@@ -157,6 +157,11 @@ def _apply_override(raw: dict, override: str, source: str) -> None:
 def dataclass_from_yaml(cls, path: str | os.PathLike):
     """Any config dataclass from a YAML file, with the same checks (unknown keys, types)."""
     return _build(cls, _read_yaml(path), str(path), "")
+
+
+def dataclass_from_dict(cls, raw, source: str):
+    """Any config dataclass from nested dicts (a checkpoint's), with the same checks."""
+    return _build(cls, raw, source, "")
 
 
 def _build(cls, raw, source: str, prefix: str):

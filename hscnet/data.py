@@ -1,362 +1,24 @@
-"""Data stage: annotation files and feature files to model batches.
-
-Annotations: ActivityNet Captions JSON (seconds), TACoS JSON (frame indices + fps), the VPG
-paragraph `.npy` files of DepNet/PRVG (pickled object arrays, read with a restricted
-unpickler) and our JSONL. Every reader returns `Paragraph`s with times in seconds.
-
-Features: our feature store (one `<video>.npy` per video, memory-mapped on access) or the
-standard HDF5 files, opened lazily. A video's clips are L2-normalised per clip and resampled
-to the config's fixed count (average within bins, as PRVG/DepNet do).
+"""Paragraphs with their video features to model batches: the dataset (training samples
+sentences, evaluation reads every one), the epoch sampler that makes a resumed run exact, the
+collate function and the data loader.
 """
 
 from __future__ import annotations
 
-import codecs
-import io
-import json
 import logging
 import math
-import os
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from extract.errors import InputError
-from extract.store import FeatureStore
+from common.errors import InputError
 from extract.text import Vocabulary, tokenize
+from hscnet.annotations import Paragraph
+from hscnet.features import prepare_video
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("activitynet", "tacos", "vpg-npy", "jsonl")
-
-# Annotation times are rounded to 10 ms and durations are floats: an end that passes the
-# duration by less than this is float noise, clipped without being counted as an error.
-_TIME_TOLERANCE = 1e-6
-
-
-@dataclass
-class Paragraph:
-    """One paragraph query of one video; sentences in annotation order, times in seconds."""
-
-    video: str
-    duration: float
-    sentences: list[str]
-    timestamps: list[tuple[float, float]]
-
-
-@dataclass
-class CleaningReport:
-    """What a reader changed in an annotation file, so nothing is dropped silently."""
-
-    path: str
-    paragraphs: int = 0
-    sentences: int = 0
-    dropped_empty_span: int = 0  # start >= end (after clipping to the video)
-    clipped_past_end: int = 0  # end after the video's duration, clipped to it
-
-    def summary(self) -> str:
-        text = f"{self.path}: {self.paragraphs} paragraphs, {self.sentences} sentences"
-        if self.dropped_empty_span:
-            text += f"; dropped {self.dropped_empty_span} timestamps with start >= end"
-        if self.clipped_past_end:
-            text += f"; clipped {self.clipped_past_end} timestamps that end after the video"
-        return text
-
-
-# ----------------------------------------------------------------------------------------
-# Annotation readers
-# ----------------------------------------------------------------------------------------
-
-
-def detect_format(path: str | os.PathLike) -> str:
-    """Name the annotation format of a file from its suffix and, for JSON, its first entry."""
-    path = Path(path)
-    if path.suffix == ".npy":
-        return "vpg-npy"
-    if path.suffix == ".jsonl":
-        return "jsonl"
-    if path.suffix == ".json":
-        data = _read_json(path)
-        first = next(iter(data.values()), None) if isinstance(data, dict) else None
-        if isinstance(first, dict) and "fps" in first:
-            return "tacos"
-        if isinstance(first, dict) and "duration" in first:
-            return "activitynet"
-    raise InputError(f"{path}: cannot tell the annotation format; name one of {', '.join(FORMATS)}")
-
-
-def load_paragraphs(path: str | os.PathLike, format: str = "auto") -> list[Paragraph]:
-    """Read an annotation file; what was clipped or dropped is logged once."""
-    paragraphs, report = read_annotations(path, format)
-    log.info(report.summary())
-    return paragraphs
-
-
-def read_annotations(path: str | os.PathLike, format: str = "auto") -> tuple[list[Paragraph], CleaningReport]:
-    """Read an annotation file into paragraphs (seconds), with a report of what was cleaned.
-
-    Timestamps that end after the video are clipped to its duration; timestamps with
-    start >= end are dropped, and so is a paragraph left without sentences.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: annotation file not found")
-    if format == "auto":
-        format = detect_format(path)
-    readers = {"activitynet": _read_activitynet, "tacos": _read_tacos, "vpg-npy": _read_vpg_npy, "jsonl": _read_jsonl}
-    if format not in readers:
-        raise InputError(f"{path}: unknown annotation format {format!r}; use one of {', '.join(FORMATS)}")
-    try:
-        raw = readers[format](path)
-    except (KeyError, TypeError, ValueError) as error:
-        if isinstance(error, InputError):
-            raise
-        raise InputError(f"{path}: not a valid {format} annotation file ({type(error).__name__}: {error})") from error
-    return _clean(raw, str(path))
-
-
-def _read_json(path: Path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from error
-
-
-def _read_activitynet(path: Path) -> list[Paragraph]:
-    """`{"v_<id>": {"duration": s, "timestamps": [[s, e], ...], "sentences": [...]}}`."""
-    return [
-        Paragraph(
-            video,
-            float(entry["duration"]),
-            list(entry["sentences"]),
-            [tuple(map(float, t)) for t in entry["timestamps"]],
-        )
-        for video, entry in _read_json(path).items()
-    ]
-
-
-def _read_tacos(path: Path) -> list[Paragraph]:
-    """`{"sXX-dYY.avi": {"timestamps": [[f0, f1], ...] (frames), "sentences", "fps", "num_frames"}}`.
-
-    One paragraph per video holding all its annotated sentences; the VPG protocol trains and
-    tests on the paragraph files instead (`*_paragraphs.npy`).
-    """
-    paragraphs = []
-    for video, entry in _read_json(path).items():
-        fps = float(entry["fps"])
-        stamps = [(float(f0) / fps, float(f1) / fps) for f0, f1 in entry["timestamps"]]
-        paragraphs.append(Paragraph(video, float(entry["num_frames"]) / fps, list(entry["sentences"]), stamps))
-    return paragraphs
-
-
-def _read_jsonl(path: Path) -> list[Paragraph]:
-    """Our format: one paragraph a line, `{"video", "duration", "sentences", "timestamps"}`."""
-    paragraphs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}:{number}: not valid JSON ({error})") from error
-            paragraphs.append(_paragraph_from_dict(entry))
-    return paragraphs
-
-
-def _paragraph_from_dict(entry: dict) -> Paragraph:
-    return Paragraph(
-        str(entry["video"]),
-        float(entry["duration"]),
-        [str(s) for s in entry["sentences"]],
-        [tuple(map(float, t)) for t in entry["timestamps"]],
-    )
-
-
-def _read_vpg_npy(path: Path) -> list[Paragraph]:
-    """The DepNet/PRVG paragraph files: an object array of `{video, duration, sentences, timestamps}`."""
-    return [_paragraph_from_dict(entry) for entry in load_object_npy(path)]
-
-
-def _clean(raw: list[Paragraph], path: str) -> tuple[list[Paragraph], CleaningReport]:
-    report = CleaningReport(path)
-    paragraphs = []
-    for paragraph in raw:
-        if len(paragraph.sentences) != len(paragraph.timestamps):
-            counts = f"{len(paragraph.sentences)} sentences but {len(paragraph.timestamps)} timestamps"
-            raise InputError(f"{path}: video {paragraph.video} has {counts}")
-        sentences, stamps = [], []
-        for sentence, (start, end) in zip(paragraph.sentences, paragraph.timestamps, strict=True):
-            if end > paragraph.duration:
-                report.clipped_past_end += end > paragraph.duration + _TIME_TOLERANCE
-                end = paragraph.duration
-            start = max(start, 0.0)
-            if start >= end:
-                report.dropped_empty_span += 1
-                continue
-            sentences.append(sentence)
-            stamps.append((start, end))
-        if sentences:
-            paragraphs.append(Paragraph(paragraph.video, paragraph.duration, sentences, stamps))
-            report.paragraphs += 1
-            report.sentences += len(sentences)
-    return paragraphs, report
-
-
-# ----------------------------------------------------------------------------------------
-# Restricted unpickling of NumPy object arrays
-# ----------------------------------------------------------------------------------------
-
-
-def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
-    # Protocol-2 pickles store an array's raw bytes as _codecs.encode(text, "latin1").
-    if codecs.lookup(encoding).name != "iso8859-1":
-        raise pickle.UnpicklingError(f"refused: _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickles NumPy arrays of plain Python values and refuses every other global."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}:
-            return np.ndarray.__reduce__(np.zeros(0))[0]  # NumPy's own _reconstruct, whatever its module
-        if (module, name) == ("numpy", "ndarray"):
-            return np.ndarray
-        if (module, name) == ("numpy", "dtype"):
-            return np.dtype
-        if (module, name) == ("_codecs", "encode"):
-            return _latin1_bytes
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only NumPy arrays of plain values are allowed")
-
-
-def load_object_npy(path: str | os.PathLike) -> np.ndarray:
-    """`np.load` for a pickled object array, without running any code the file asks for."""
-    path = Path(path)
-    with open(path, "rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = header(handle)
-        except ValueError as error:
-            raise InputError(f"{path}: not a NumPy .npy file ({error})") from error
-        if dtype != np.dtype(object):
-            handle.seek(0)
-            return np.load(handle, allow_pickle=False)
-        try:
-            array = _ArrayOnlyUnpickler(io.BufferedReader(handle)).load()
-        except pickle.UnpicklingError as error:
-            raise InputError(f"{path}: {error}") from error
-    if not isinstance(array, np.ndarray) or array.shape != shape:
-        raise InputError(f"{path}: the pickled payload is not the array its header describes")
-    return array
-
-
-# ----------------------------------------------------------------------------------------
-# Features
-# ----------------------------------------------------------------------------------------
-
-
-class HDF5Features:
-    """The standard released feature files, opened lazily in each process that reads them.
-
-    `sub_activitynet_v1-3.c3d.hdf5` keeps a video's clips at `f[vid]["c3d_features"]`,
-    `tall_c3d_features.hdf5` (TACoS) at `f[vid]`; both layouts are read.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(f"{self.path}: feature file not found")
-        self._handle = None
-        self._pid = None
-        with self._open() as f:
-            self._ids = set(f.keys())
-        self.settings: dict | None = None  # released features carry no extraction settings
-
-    def _open(self):
-        import h5py
-
-        try:
-            return h5py.File(self.path, "r")
-        except OSError as error:
-            raise InputError(f"{self.path}: not a readable HDF5 file ({error})") from error
-
-    def _file(self):
-        if self._handle is None or self._pid != os.getpid():  # h5py handles do not survive fork
-            self._handle, self._pid = self._open(), os.getpid()
-        return self._handle
-
-    def __contains__(self, video: str) -> bool:
-        return video in self._ids
-
-    def ids(self) -> set[str]:
-        return set(self._ids)
-
-    def where(self, video: str) -> str:
-        return f"{self.path}[{video}]"
-
-    def read(self, video: str) -> np.ndarray:
-        node = self._file()[video]
-        if not hasattr(node, "shape"):  # a group: the ActivityNet layout
-            node = node["c3d_features"]
-        return node[()]
-
-    def __getstate__(self):
-        return {**self.__dict__, "_handle": None, "_pid": None}
-
-
-def open_features(path: str | os.PathLike) -> FeatureStore | HDF5Features:
-    """A feature store folder or a released HDF5 file."""
-    path = Path(path)
-    if path.is_dir():
-        return FeatureStore(path)
-    if path.suffix in {".hdf5", ".h5"}:
-        return HDF5Features(path)
-    if not path.exists():
-        raise InputError(f"{path}: feature store not found")
-    raise InputError(f"{path}: not a feature store folder nor an .hdf5/.h5 feature file")
-
-
-def l2_normalize(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-8)
-
-
-def resample_clips(features: np.ndarray, num_clips: int) -> np.ndarray:
-    """[T, D] clips to [num_clips, D]: mean within equal bins, or interpolation when T < num_clips."""
-    features = np.asarray(features, dtype=np.float32)
-    total = features.shape[0]
-    if total == 0:
-        raise ValueError("a video with no clips cannot be resampled")
-    if total >= num_clips:
-        edges = np.linspace(0, total, num_clips + 1).round().astype(int)
-        starts = edges[:-1]
-        ends = np.maximum(edges[1:], starts + 1)
-        cumulative = np.concatenate(
-            [np.zeros((1, features.shape[1]), np.float64), np.cumsum(features, axis=0, dtype=np.float64)]
-        )
-        return ((cumulative[ends] - cumulative[starts]) / (ends - starts)[:, None]).astype(np.float32)
-    positions = np.clip((np.arange(num_clips) + 0.5) * total / num_clips - 0.5, 0, total - 1)
-    low = np.floor(positions).astype(int)
-    high = np.minimum(low + 1, total - 1)
-    weight = (positions - low)[:, None].astype(np.float32)
-    return (1 - weight) * features[low] + weight * features[high]
-
-
-def prepare_video(features: np.ndarray, num_clips: int) -> np.ndarray:
-    """Per-clip L2 normalisation, then resampling to the model's clip count (PRVG's order)."""
-    return resample_clips(l2_normalize(np.asarray(features, dtype=np.float32)), num_clips)
-
-
-# ----------------------------------------------------------------------------------------
-# Dataset and batches
-# ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -616,3 +278,40 @@ def collate(items: list[dict]) -> Batch:
         duration=torch.tensor([float(item["duration"]) for item in items]),
         meta=[item["meta"] for item in items],
     )
+
+
+def loader_workers(num_workers: int, device: torch.device | None) -> int:
+    """`data.num_workers`, with -1 (auto) as 0 on CPU and 2 on CUDA.
+
+    On CPU the model's threads already use every core, and worker processes that preempt them
+    cost more than loading in the main process (benchmarks/train_epoch.py on 2 cores: loader
+    over in-memory step time 1.20 with 2 workers, 1.01 with none).
+    """
+    if num_workers < -1:
+        raise InputError(f"data.num_workers is {num_workers}: use -1 (auto), 0 (load in this process) or more")
+    if num_workers >= 0:
+        return num_workers
+    return 2 if device is not None and device.type == "cuda" else 0
+
+
+def make_loader(dataset, batch_size: int, num_workers: int, sampler=None, device: torch.device | None = None):
+    """A DataLoader with its own random generator, so that loading never draws from the global
+    torch generator (dropout's), and with workers that leave Ctrl-C to the main process.
+    `num_workers` -1 chooses by device (`loader_workers`)."""
+    num_workers = loader_workers(num_workers, device)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        generator=torch.Generator(),
+        worker_init_fn=_ignore_interrupts if num_workers else None,
+        pin_memory=device is not None and device.type == "cuda",
+    )
+
+
+def _ignore_interrupts(_worker_id: int) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

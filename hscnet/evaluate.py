@@ -1,9 +1,7 @@
-"""Evaluation as the VPG papers do it (bin/eval), beside the dataset-prior baseline.
+"""Evaluation as the VPG papers do it (bin/eval), beside the dataset-prior baseline (`prior.py`).
 
 Every sentence of the split's paragraphs is grounded; R@m and mIoU are pooled over all
-sentences (`metrics.py`). The prior baseline predicts, for the i-th of n sentences, the mean
-normalised span of the i-th sentences of n-sentence training paragraphs; it shows how much
-of a score comes from the datasets' position bias alone.
+sentences (`metrics.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,95 +16,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extract import atomic
-from extract.errors import InputError
-from hscnet.checkpoint import autocast_dtype, load_model, resolve_device
-from hscnet.data import GroundingDataset, Paragraph, collate, load_paragraphs, open_features
+from common import atomic
+from common.devices import autocast_dtype, resolve_device
+from common.errors import InputError
+from hscnet.annotations import load_paragraphs
+from hscnet.checkpoint import load_model
+from hscnet.data import GroundingDataset, make_loader
+from hscnet.features import open_features
 from hscnet.metrics import grounding_metrics
+from hscnet.prior import prior_predictions
 
 log = logging.getLogger(__name__)
-
-_DECILES = 10
-
-
-class SpanPrior:
-    """Mean normalised span by (paragraph length n, sentence position i), from training paragraphs.
-
-    A length never seen in training falls back to the mean span of sentences at the same
-    relative position ((i + 0.5) / n, in tenths).
-    """
-
-    def __init__(self, by_position: dict[str, list[float]], by_decile: list[list[float]]):
-        self.by_position = by_position
-        self.by_decile = by_decile
-
-    @classmethod
-    def fit(cls, paragraphs: Sequence[Paragraph]) -> SpanPrior:
-        sums: dict[str, list] = defaultdict(list)
-        deciles: list[list] = [[] for _ in range(_DECILES)]
-        for paragraph in paragraphs:
-            n = len(paragraph.timestamps)
-            for i, (start, end) in enumerate(paragraph.timestamps):
-                span = [start / paragraph.duration, end / paragraph.duration]
-                sums[f"{n},{i}"].append(span)
-                deciles[min(int((i + 0.5) / n * _DECILES), _DECILES - 1)].append(span)
-        overall = np.mean([s for spans in deciles for s in spans], axis=0).tolist() if paragraphs else [0.0, 1.0]
-        return cls(
-            {key: np.mean(spans, axis=0).tolist() for key, spans in sums.items()},
-            [np.mean(spans, axis=0).tolist() if spans else overall for spans in deciles],
-        )
-
-    def predict(self, n: int) -> np.ndarray:
-        """Normalised spans [n, 2] for an n-sentence paragraph."""
-        spans = []
-        for i in range(n):
-            fallback = self.by_decile[min(int((i + 0.5) / n * _DECILES), _DECILES - 1)]
-            spans.append(self.by_position.get(f"{n},{i}", fallback))
-        return np.asarray(spans, dtype=np.float64)
-
-    def to_json(self) -> dict:
-        return {"by_position": self.by_position, "by_decile": self.by_decile}
-
-    @classmethod
-    def from_json(cls, obj: dict) -> SpanPrior:
-        return cls(obj["by_position"], obj["by_decile"])
-
-
-def loader_workers(num_workers: int, device: torch.device | None) -> int:
-    """`data.num_workers`, with -1 (auto) as 0 on CPU and 2 on CUDA.
-
-    On CPU the model's threads already use every core, and worker processes that preempt them
-    cost more than loading in the main process (benchmarks/train_epoch.py on 2 cores: loader
-    over in-memory step time 1.20 with 2 workers, 1.01 with none).
-    """
-    if num_workers < -1:
-        raise InputError(f"data.num_workers is {num_workers}: use -1 (auto), 0 (load in this process) or more")
-    if num_workers >= 0:
-        return num_workers
-    return 2 if device is not None and device.type == "cuda" else 0
-
-
-def make_loader(dataset, batch_size: int, num_workers: int, sampler=None, device: torch.device | None = None):
-    """A DataLoader with its own random generator, so that loading never draws from the global
-    torch generator (dropout's), and with workers that leave Ctrl-C to the main process.
-    `num_workers` -1 chooses by device (`loader_workers`)."""
-    num_workers = loader_workers(num_workers, device)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        collate_fn=collate,
-        num_workers=num_workers,
-        generator=torch.Generator(),
-        worker_init_fn=_ignore_interrupts if num_workers else None,
-        pin_memory=device is not None and device.type == "cuda",
-    )
-
-
-def _ignore_interrupts(_worker_id: int) -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @torch.no_grad()
@@ -148,10 +67,6 @@ def predict(
     return results
 
 
-def prior_predictions(prior: SpanPrior, predictions: list[dict]) -> list[dict]:
-    return [{**p, "predicted": (prior.predict(len(p["sentences"])) * p["duration"]).tolist()} for p in predictions]
-
-
 def score(predictions: list[dict], thresholds: Sequence[float]) -> dict[str, float]:
     predicted = [span for p in predictions for span in p["predicted"]]
     truth = [span for p in predictions for span in p["timestamps"]]
@@ -170,8 +85,9 @@ def results_table(rows: dict[str, dict[str, float]]) -> str:
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     split: str = "test",
+    *,
     annotations: str | None = None,
-    features: str | None = None,
+    features_path: str | None = None,
     json_out: str | None = None,
     predictions_out: str | None = None,
     device: str = "auto",
@@ -187,7 +103,7 @@ def evaluate_checkpoint(
     if not annotation_path:
         raise InputError(f"{checkpoint}: its config names no data.{split}; give --annotations")
     paragraphs = load_paragraphs(annotation_path, config.data.format if not annotations else "auto")
-    store = open_features(features or config.data.features)
+    store = open_features(features_path or config.data.features)
     dataset = GroundingDataset(
         paragraphs,
         store,
@@ -207,7 +123,7 @@ def evaluate_checkpoint(
         config.data.num_workers,
         progress,
     )
-    prior = SpanPrior.from_json(trained.content["prior"])
+    prior = trained.prior
     rows = {
         "HSCNet": score(predictions, config.eval.thresholds),
         "dataset prior": score(prior_predictions(prior, predictions), config.eval.thresholds),

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from common.devices import autocast_dtype
 from extract.text import parse_paragraph
-from hscnet.checkpoint import TrainedModel, autocast_dtype
-from hscnet.data import collate, prepare_video
+from hscnet.checkpoint import TrainedModel
+from hscnet.data import collate
+from hscnet.features import prepare_video
 
 
 def _seconds(span, duration: float) -> tuple[float, float]:

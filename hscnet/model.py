@@ -32,6 +32,7 @@ pooling and softmax, and the LSTMs read packed sequences.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -40,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from extract.errors import InputError
-from hscnet.config import Config
+from common.errors import InputError
+from hscnet.config import Config, ModelConfig, dataclass_from_dict
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
@@ -124,13 +125,13 @@ class TextEncoder(nn.Module):
     """§3.2: GloVe word vectors projected to D, plus positions, through a three-layer self-attention network."""
 
     def __init__(
-        self, word_vectors: torch.Tensor, freeze: bool, hidden_dim: int, layers: int, heads: int, dropout: float
+        self, vocab_size: int, word_dim: int, freeze: bool, hidden_dim: int, layers: int, heads: int, dropout: float
     ):
         super().__init__()
-        self.embedding = nn.Embedding.from_pretrained(word_vectors.float(), freeze=freeze, padding_idx=0)
-        self.project = nn.Sequential(
-            nn.Linear(word_vectors.shape[1], hidden_dim), nn.LayerNorm(hidden_dim), nn.Dropout(dropout)
-        )
+        # The vectors themselves arrive with the weights: `build_model`, or a checkpoint's state dict.
+        self.embedding = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.embedding.weight.requires_grad_(not freeze)
+        self.project = nn.Sequential(nn.Linear(word_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.Dropout(dropout))
         self.attention = self_attention_stack(hidden_dim, layers, heads, dropout)
 
     def forward(self, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
@@ -439,38 +440,50 @@ class HSCNetOutput:
     align_paragraph: torch.Tensor | None  # A^VP [B, 1, Nv]
 
 
+@dataclass(frozen=True)
+class ModelArgs:
+    """Everything HSCNet's constructor takes: the config's model section (`ModelConfig`, the one
+    home of the model's defaults) and what the data fixes. A checkpoint stores it whole, and the
+    model is rebuilt from it; the word vectors come back with the weights."""
+
+    model: ModelConfig
+    feature_dim: int  # Dv
+    vocab_size: int
+    word_dim: int  # De, the word vectors' size
+    freeze_embeddings: bool
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> ModelArgs:
+        return dataclass_from_dict(cls, obj, where)
+
+
 class HSCNet(nn.Module):
     """The whole model of Figure 2: feature encoders, hierarchical encoder, progressive decoder."""
 
-    def __init__(
-        self,
-        feature_dim: int,
-        word_vectors: torch.Tensor,
-        freeze_embeddings: bool = True,
-        hidden_dim: int = 256,
-        heads: int = 8,
-        feature_encoder_layers: int = 3,
-        depths: tuple[int, int, int] = (1, 1, 1),
-        dropout: float = 0.1,
-        temperature: float = 0.2,
-        word_level: bool = True,
-        paragraph_level: bool = True,
-        paragraph_decoder: bool = True,
-        word_decoder: bool = True,
-        bidirectional_lstm: bool = False,
-    ):
+    def __init__(self, args: ModelArgs):
         super().__init__()
-        self.word_level, self.paragraph_level = word_level, paragraph_level
-        self.uses_paragraph_decoder = paragraph_level and paragraph_decoder
-        self.uses_word_decoder = word_level and word_decoder
-        dim = hidden_dim
-        self.video_encoder = VideoEncoder(feature_dim, dim, feature_encoder_layers, heads, dropout)
-        self.text_encoder = TextEncoder(word_vectors, freeze_embeddings, dim, feature_encoder_layers, heads, dropout)
-        self.encoder = HierarchicalEncoder(dim, heads, list(depths), dropout, temperature, word_level, paragraph_level)
+        config = args.model
+        if len(config.depths) != 3 or min(config.depths) < 1:
+            raise InputError(f"model.depths must be three positive layer counts (C1, C2, C3), got {config.depths}")
+        self.args = args
+        self.word_level, self.paragraph_level = config.word_level, config.paragraph_level
+        self.uses_paragraph_decoder = config.paragraph_level and config.paragraph_decoder
+        self.uses_word_decoder = config.word_level and config.word_decoder
+        dim, heads, dropout = config.hidden_dim, config.heads, config.dropout
+        self.video_encoder = VideoEncoder(args.feature_dim, dim, config.feature_encoder_layers, heads, dropout)
+        self.text_encoder = TextEncoder(
+            args.vocab_size, args.word_dim, args.freeze_embeddings, dim, config.feature_encoder_layers, heads, dropout
+        )
+        self.encoder = HierarchicalEncoder(
+            dim, heads, list(config.depths), dropout, config.temperature, config.word_level, config.paragraph_level
+        )
         self.paragraph_decoder = ParagraphDecoder(dim) if self.uses_paragraph_decoder else None
-        self.sentence_decoder = SentenceDecoder(dim, paragraph_level, bidirectional_lstm)
-        self.word_decoder = WordDecoder(dim, bidirectional_lstm) if self.uses_word_decoder else None
-        word_dim = (dim if self.uses_word_decoder else 2 * dim) if word_level else None
+        self.sentence_decoder = SentenceDecoder(dim, config.paragraph_level, config.bidirectional_lstm)
+        self.word_decoder = WordDecoder(dim, config.bidirectional_lstm) if self.uses_word_decoder else None
+        word_dim = (dim if self.uses_word_decoder else 2 * dim) if config.word_level else None
         self.prediction = GroundingPrediction(dim, heads, dropout, word_dim)
 
     def forward(self, batch) -> HSCNetOutput:
@@ -504,23 +517,16 @@ class HSCNet(nn.Module):
 
 
 def build_model(config: Config, word_vectors: torch.Tensor) -> HSCNet:
-    """The one place where the config becomes constructor arguments."""
-    model = config.model
-    if len(model.depths) != 3 or min(model.depths) < 1:
-        raise InputError(f"model.depths must be three positive layer counts (C1, C2, C3), got {model.depths}")
-    return HSCNet(
+    """A new model for `config` and a vocabulary's word vectors [V, De] (row 0 padding)."""
+    word_vectors = torch.as_tensor(word_vectors, dtype=torch.float32)
+    args = ModelArgs(
+        model=config.model,
         feature_dim=config.data.feature_dim,
-        word_vectors=torch.as_tensor(word_vectors),
+        vocab_size=word_vectors.shape[0],
+        word_dim=word_vectors.shape[1],
         freeze_embeddings=config.text.freeze_embeddings,
-        hidden_dim=model.hidden_dim,
-        heads=model.heads,
-        feature_encoder_layers=model.feature_encoder_layers,
-        depths=tuple(model.depths),
-        dropout=model.dropout,
-        temperature=model.temperature,
-        word_level=model.word_level,
-        paragraph_level=model.paragraph_level,
-        paragraph_decoder=model.paragraph_decoder,
-        word_decoder=model.word_decoder,
-        bidirectional_lstm=model.bidirectional_lstm,
     )
+    model = HSCNet(args)
+    with torch.no_grad():
+        model.text_encoder.embedding.weight.copy_(word_vectors)
+    return model

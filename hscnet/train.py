@@ -24,16 +24,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from extract.atomic import atomic_path
-from extract.errors import InputError, PipelineError
+from common.atomic import atomic_path
+from common.devices import autocast_dtype, resolve_device
+from common.errors import InputError, PipelineError
 from extract.text import Vocabulary, load_word_vectors
-from hscnet.checkpoint import autocast_dtype, load_checkpoint, resolve_device, save_checkpoint
+from hscnet.annotations import load_paragraphs
+from hscnet.checkpoint import load_checkpoint, save_checkpoint
 from hscnet.config import Config, config_from_dict, load_config, save_config
-from hscnet.data import EpochSampler, GroundingDataset, load_paragraphs, open_features, tokenize_paragraphs
-from hscnet.evaluate import SpanPrior, make_loader, predict, score
+from hscnet.data import EpochSampler, GroundingDataset, make_loader, tokenize_paragraphs
+from hscnet.evaluate import predict, score
+from hscnet.features import open_features
 from hscnet.losses import total_loss
 from hscnet.metrics import format_metrics
 from hscnet.model import build_model
+from hscnet.prior import SpanPrior
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +93,6 @@ def training_set(config: Config, paragraphs, store, vocab: Vocabulary, words) ->
     )
 
 
-def feature_description(path: str, store, config: Config) -> dict:
-    """What the model's features were, so that bin/ground can refuse a mismatched video."""
-    return {
-        "source": str(path),
-        "dim": config.data.feature_dim,
-        "num_clips": config.data.num_clips,
-        "extractor": getattr(store, "settings", None),
-    }
-
-
 class _StopOnInterrupt:
     """Turns the first Ctrl-C into a request to stop after the current step; a second one aborts."""
 
@@ -145,6 +139,12 @@ def train(
     train_paragraphs = load_paragraphs(config.data.train, config.data.format)
     val_paragraphs = load_paragraphs(config.data.val, config.data.format) if config.data.val else []
     store = open_features(config.data.features)
+    feature_spec = store.spec()  # None for released features; a store of mixed specs is refused here
+    if feature_spec is not None and feature_spec.dim != config.data.feature_dim:
+        raise InputError(
+            f"{config.data.features}: holds {feature_spec.dim}-d features ({feature_spec.describe()}); "
+            f"data.feature_dim is {config.data.feature_dim}"
+        )
     train_words = tokenize_paragraphs(train_paragraphs)
     if checkpoint is None:
         vocab = Vocabulary.build((s for p in train_words for s in p), config.text.min_count)
@@ -154,7 +154,7 @@ def train(
         prior = SpanPrior.fit(train_paragraphs)
     else:
         vocab = Vocabulary(checkpoint["vocab"])
-        word_vectors = torch.zeros_like(checkpoint["model"]["text_encoder.embedding.weight"])
+        word_vectors = torch.zeros_like(checkpoint["model"]["text_encoder.embedding.weight"])  # loaded below
         prior = SpanPrior.from_json(checkpoint["prior"])
     data = config.data
     train_set = training_set(config, train_paragraphs, store, vocab, train_words)
@@ -194,7 +194,9 @@ def train(
         "config": config.to_dict(),
         "vocab": vocab.words,
         "prior": prior.to_json(),
-        "features": feature_description(data.features, store, config),
+        "model_args": model.args.to_json(),
+        "feature_spec": feature_spec.to_json() if feature_spec is not None else None,
+        "feature_source": str(data.features),
     }
     log.info(
         f"training on {len(train_set)} paragraphs ({steps_per_epoch} steps an epoch), validating on "

@@ -6,9 +6,9 @@ import logging
 import sys
 from collections.abc import Callable
 
-from extract.errors import PipelineError
+from common.errors import PipelineError
 
-OUR_LOGGERS = ("extract", "hscnet", "pipeline")
+OUR_LOGGERS = ("common", "extract", "hscnet", "pipeline")
 
 
 def run(main: Callable[[], object]) -> None:

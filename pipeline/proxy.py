@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from extract.spec import FeatureSpec
 from extract.store import FeatureStore, ManifestRecord
 from extract.text import tokenize
-from hscnet.data import Paragraph
+from hscnet.annotations import Paragraph
 
 CLIPS_PER_SECOND = 30 / 16  # C3D clips of 16 frames at 30 fps
 # Words that describe no visual content: no trace of their own.
@@ -90,6 +91,7 @@ def write_proxy_store(
                 (t, s, e) for t, (s, e) in zip(paragraph.sentences, paragraph.timestamps, strict=True)
             ]
     store = FeatureStore(folder, create=True)
+    spec = FeatureSpec(backbone="proxy", layer="words", weights=f"proxy seed {seed}", dim=dim)
     for video in tqdm(sorted(by_video), desc="proxy features", unit="video", disable=not progress):
         if video in store:
             continue
@@ -101,12 +103,9 @@ def write_proxy_store(
                 video_id=video,
                 source="proxy",
                 status="ok",
+                spec=spec,
                 duration=durations[video],
                 clips=len(features),
-                backbone="proxy",
-                layer="words",
-                dim=dim,
-                weights=f"proxy seed {seed}",
             )
         )
     return store

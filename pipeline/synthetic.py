@@ -14,7 +14,7 @@ features show which colours are on screen and where, much less how things move, 
 episode is visible by its shape's presence; the uneven idle stretches keep the position of a
 sentence in its paragraph from giving its time away (bin/eval's dataset prior measures that).
 
-`generate_world(folder, count, seed)` writes videos/<id>.mp4, annotations/{train,val,test}.jsonl
+`generate_world(folder, clips, seed)` writes, sized by C3D clips, videos/<id>.mp4, annotations/{train,val,test}.jsonl
 (our JSONL format) and paragraphs/<id>.txt (the paragraph as plain text, for bin/ground).
 """
 
@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from extract import atomic
+from common import atomic
+from extract.video import clip_count
 
 WIDTH, HEIGHT, FPS = 192, 144, 8
 COLOURS = {
@@ -67,6 +68,21 @@ SPLITS = {"train": 0.75, "val": 0.125, "test": 0.125}
 # [33, 159] and y in [9, 135]. Shapes act inside it; they come in and leave across its edges.
 VISIBLE_X, VISIBLE_Y = (36.0, 156.0), (12.0, 132.0)
 _PIXEL_FORMATS = {"mjpeg": "yuvj420p"}
+
+
+@dataclass(frozen=True)
+class WorldShape:
+    """How the stories of a world are drawn: the number of episodes a video has, the longest idle
+    stretch before the first and after the last episode and between two episodes (seconds), and how
+    often an idle stretch is short (under 1.5 s)."""
+
+    episodes: tuple[int, int] = (2, 4)
+    idle_at_ends: float = 10.0
+    idle_between: float = 8.0
+    short_idle: float = 0.5
+
+
+DEMO_SHAPE = WorldShape()
 
 
 @dataclass
@@ -151,21 +167,30 @@ def _offscreen(side: str, x: float, y: float, size: float) -> tuple[float, float
     ]
 
 
-def make_scene(video: str, rng: np.random.Generator) -> Scene:
-    """A random story of 2 to 4 episodes with uneven idle stretches and some overlaps."""
-    count = int(rng.integers(2, 5))
-    colours = [str(c) for c in rng.choice(list(COLOURS), size=2 * count, replace=False)]
+def idle_stretch(rng: np.random.Generator, longest: float, short_share: float) -> float:
+    """An idle stretch of empty scene: often short, else up to `longest`. Seconds of idle scene cost
+    C3D clips and tell nothing; their unevenness is what keeps a sentence's place in its paragraph
+    from giving its time away (the dataset prior of bin/eval)."""
+    return float(rng.uniform(0.0, 1.5)) if rng.random() < short_share else float(rng.uniform(2.0, longest))
+
+
+def make_scene(video: str, rng: np.random.Generator, shape: WorldShape = DEMO_SHAPE) -> Scene:
+    """A random story of episodes with uneven idle stretches and some overlaps."""
+    count = int(rng.integers(shape.episodes[0], shape.episodes[1] + 1))
+    colours = [str(c) for c in rng.choice(list(COLOURS), size=count, replace=False)]
+    spare = [str(c) for c in rng.choice([c for c in COLOURS if c not in colours], size=count)]  # what one turns into
     episodes: list[Episode] = []
-    t = float(rng.uniform(0.0, 15.0))
+    t = idle_stretch(rng, shape.idle_at_ends, shape.short_idle)
     for k in range(count):
         overlap = bool(episodes) and rng.random() < 0.3
         previous = episodes[-1] if episodes else None
         start = previous.start + (previous.end - previous.start) * float(rng.uniform(0.3, 0.7)) if overlap else t
-        episode = _episode(colours[k], colours[count + k], start, start + float(rng.uniform(3.0, 8.0)), rng)
+        episode = _episode(colours[k], spare[k], start, start + float(rng.uniform(3.0, 8.0)), rng)
         episodes.append(episode)
-        t = max(t, episode.end) + (float(rng.uniform(0.5, 12.0)) if rng.random() < 0.75 else 0.0)
+        t = max(t, episode.end) + idle_stretch(rng, shape.idle_between, shape.short_idle)
     episodes.sort(key=lambda e: (e.start, e.end))
-    return Scene(video, max(e.end for e in episodes) + float(rng.uniform(0.5, 15.0)), episodes)
+    ending = idle_stretch(rng, shape.idle_at_ends, shape.short_idle)
+    return Scene(video, max(e.end for e in episodes) + ending, episodes)
 
 
 def _episode(colour: str, spare_colour: str, start: float, end: float, rng: np.random.Generator) -> Episode:
@@ -275,20 +300,41 @@ def split_of(index: int, count: int) -> str:
     return next((name for name, bound in zip(SPLITS, bounds, strict=True) if index < bound), "test")
 
 
+def scene_clips(scene: Scene) -> int:
+    """The C3D clips bin/extract will cut from the scene's video (16 frames every 16)."""
+    return clip_count(round(scene.duration * FPS), 16, 16)
+
+
+def plan_world(clips: int, seed: int = 0, shape: WorldShape = DEMO_SHAPE) -> list[Scene]:
+    """Scenes, drawn in order, until their videos hold `clips` C3D clips: the world is sized by what
+    extraction costs (C3D's time goes per clip), not by its number of videos."""
+    scenes: list[Scene] = []
+    total = 0
+    while total < clips:
+        scene = make_scene(f"demo_{len(scenes):04d}", np.random.default_rng([seed, len(scenes)]), shape)
+        scenes.append(scene)
+        total += scene_clips(scene)
+    return scenes
+
+
 def generate_world(
-    folder: str | os.PathLike, count: int = 150, seed: int = 0, progress: bool = True
+    folder: str | os.PathLike,
+    clips: int = 600,
+    seed: int = 0,
+    progress: bool = True,
+    shape: WorldShape = DEMO_SHAPE,
 ) -> dict[str, list[dict]]:
-    """Write `count` videos with their paragraphs; returns the paragraphs of each split."""
+    """Write videos holding about `clips` C3D clips, with their paragraphs; returns the paragraphs of each split."""
     folder = Path(folder)
+    scenes = plan_world(clips, seed, shape)
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
-    for index in tqdm(range(count), desc="demo videos", unit="video", disable=not progress):
-        rng = np.random.default_rng([seed, index])
-        scene = make_scene(f"demo_{index:04d}", rng)
+    for index, scene in enumerate(tqdm(scenes, desc="demo videos", unit="video", disable=not progress)):
+        rng = np.random.default_rng([seed, index, 1])  # the frames' background
         path = folder / "videos" / f"{scene.video}.mp4"
         if not path.exists():
             write_video(path, frames_of(scene, rng), FPS, options={"crf": "20", "x264-params": "log-level=error"})
         paragraph = scene.paragraph()
-        splits[split_of(index, count)].append(paragraph)
+        splits[split_of(index, len(scenes))].append(paragraph)
         atomic.write_text(folder / "paragraphs" / f"{scene.video}.txt", " ".join(paragraph["sentences"]) + "\n")
     for name, paragraphs in splits.items():
         atomic.write_text(folder / "annotations" / f"{name}.jsonl", "".join(json.dumps(p) + "\n" for p in paragraphs))

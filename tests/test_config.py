@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extract.errors import InputError
+from common.errors import InputError
 from hscnet.config import Config, config_from_dict, dataclass_from_yaml, load_config, save_config
 
 
@@ -48,11 +48,11 @@ def test_missing_config_file(tmp_path):
 def test_shipped_configs_load():
     from conftest import REPO
 
-    from pipeline.extract import ExtractConfig
+    from extract.extractor import ExtractSettings
 
     training = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "extract.yaml")
     assert [p.name for p in training] == ["activitynet.yaml", "demo.yaml", "smoke.yaml", "tacos.yaml"]
     for path in training:
         assert isinstance(load_config(path), Config), path
-    assert dataclass_from_yaml(ExtractConfig, REPO / "configs" / "extract.yaml") == ExtractConfig()
+    assert dataclass_from_yaml(ExtractSettings, REPO / "configs" / "extract.yaml") == ExtractSettings()
     assert config_from_dict({}) == Config()

@@ -11,22 +11,13 @@ import pytest
 import torch
 from conftest import write_feature_store
 
-from extract.errors import InputError
+from common.errors import InputError
 from extract.store import FeatureStore
 from extract.text import Vocabulary
-from hscnet.data import (
-    EpochSampler,
-    GroundingDataset,
-    HDF5Features,
-    collate,
-    detect_format,
-    load_object_npy,
-    open_features,
-    prepare_video,
-    read_annotations,
-    resample_clips,
-    tokenize_paragraphs,
-)
+from hscnet.annotations import detect_format, read_annotations
+from hscnet.data import EpochSampler, GroundingDataset, collate, tokenize_paragraphs
+from hscnet.features import HDF5Features, open_features, prepare_video, resample_clips
+from hscnet.restricted_pickle import load_object_npy
 
 
 @pytest.mark.parametrize(

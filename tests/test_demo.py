@@ -9,14 +9,17 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from extract.errors import InputError
+from common.errors import InputError
+from extract.extractor import ExtractSettings
+from extract.spec import FeatureSpec, file_identity
 from extract.video import probe
+from hscnet.annotations import Paragraph
 from hscnet.config import load_config
-from hscnet.data import Paragraph
+from hscnet.grounder import Grounder, extraction_settings
 from hscnet.train import train
 from pipeline import synthetic
-from pipeline.extract import ExtractSettings, run_extraction
-from pipeline.ground import ground_video
+from pipeline.extraction import run_extraction
+from pipeline.ground import ground_command
 from pipeline.proxy import write_proxy_store
 
 
@@ -53,13 +56,19 @@ def test_the_timestamps_are_what_is_drawn(index):
     assert all(0 <= s < e <= paragraph["duration"] for s, e in paragraph["timestamps"])
 
 
+# Short stories of few clips: seed 3 gives 7 videos (43 clips), so that every split has one.
+WORLD_CLIPS, SMALL = 40, synthetic.WorldShape(episodes=(2, 3), idle_at_ends=4.0, idle_between=4.0)
+
+
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory):
-    """Six demo videos on disk, their C3D features and a model trained on them for a moment."""
+    """Demo videos of about 40 C3D clips on disk, their features and a model trained on them for a moment."""
     folder = tmp_path_factory.mktemp("world")
-    splits = synthetic.generate_world(folder, count=6, seed=3, progress=False)
+    splits = synthetic.generate_world(folder, clips=WORLD_CLIPS, seed=3, progress=False, shape=SMALL)
     summary = run_extraction(folder / "videos", folder / "features", ExtractSettings(), use_ray=False, progress=False)
     assert not summary.failed
+    scenes = synthetic.plan_world(WORLD_CLIPS, seed=3, shape=SMALL)
+    assert summary.clips == sum(synthetic.scene_clips(scene) for scene in scenes) >= WORLD_CLIPS
     paths = [f"data.{name}={folder / 'annotations' / f'{name}.jsonl'}" for name in ("train", "val", "test")]
     config = load_config(
         REPO / "configs" / "smoke.yaml",
@@ -71,9 +80,9 @@ def small_world(tmp_path_factory):
 
 def test_the_world_has_disjoint_splits_of_real_videos(small_world):
     folder, splits = small_world
-    assert {name: len(items) for name, items in splits.items()} == {"train": 4, "val": 1, "test": 1}
+    assert {name: len(items) for name, items in splits.items()} == {"train": 5, "val": 1, "test": 1}
     ids = [p["video"] for items in splits.values() for p in items]
-    assert len(set(ids)) == 6
+    assert len(set(ids)) == 7
     for paragraph in splits["test"]:
         info = probe(folder / "videos" / f"{paragraph['video']}.mp4")
         assert info.fps == pytest.approx(synthetic.FPS)
@@ -87,14 +96,12 @@ def test_the_world_has_disjoint_splits_of_real_videos(small_world):
 def test_ground_gives_valid_json_for_every_sentence_and_word(small_world, tmp_path):
     folder, splits = small_world
     video = splits["test"][0]["video"]
-    result = ground_video(
+    result = ground_command(
         folder / "videos" / f"{video}.mp4",
         folder / "paragraphs" / f"{video}.txt",
-        folder / "run" / "last.pt",
+        checkpoint=folder / "run" / "last.pt",
         json_out=str(tmp_path / "g.json"),
         plot_out=str(tmp_path / "g.png"),
-        quiet=True,
-        truth=splits["test"][0]["timestamps"],
     )
     assert json.loads((tmp_path / "g.json").read_text()) == result
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,16 +123,17 @@ def test_ground_errors_are_one_clear_line(small_world, tmp_path):
     video = folder / "videos" / f"{splits['test'][0]['video']}.mp4"
     paragraph = folder / "paragraphs" / f"{splits['test'][0]['video']}.txt"
     checkpoint = folder / "run" / "last.pt"
+    grounder = Grounder.from_checkpoint(checkpoint)
     (tmp_path / "empty.txt").write_text("  \n")
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 10)
     with pytest.raises(InputError, match=r"missing\.mp4: video file not found"):
-        ground_video(tmp_path / "missing.mp4", paragraph, checkpoint, quiet=True)
+        grounder.ground(tmp_path / "missing.mp4", paragraph.read_text())
     with pytest.raises(InputError, match=r"broken\.mp4: cannot decode"):
-        ground_video(tmp_path / "broken.mp4", paragraph, checkpoint, quiet=True)
+        grounder.ground(tmp_path / "broken.mp4", paragraph.read_text())
     with pytest.raises(InputError, match=r"empty\.txt: empty paragraph"):
-        ground_video(video, tmp_path / "empty.txt", checkpoint, quiet=True)
+        ground_command(video, tmp_path / "empty.txt", checkpoint=checkpoint)
     with pytest.raises(InputError, match=r"--weights .* would not match"):
-        ground_video(video, paragraph, checkpoint, weights=str(paragraph), quiet=True)
+        Grounder.from_checkpoint(checkpoint, weights=str(paragraph))
 
     # A checkpoint trained on other features (here: proxy features) is refused.
     paragraphs = [json.loads(line) for line in (folder / "annotations" / "train.jsonl").read_text().splitlines()]
@@ -147,7 +155,7 @@ def test_ground_errors_are_one_clear_line(small_world, tmp_path):
     )
     train(config, progress=False)
     with pytest.raises(InputError, match=r"trained on proxy features, which bin/ground cannot extract"):
-        ground_video(video, paragraph, tmp_path / "proxy-run" / "last.pt", quiet=True)
+        Grounder.from_checkpoint(tmp_path / "proxy-run" / "last.pt")
 
 
 @pytest.mark.slow
@@ -184,8 +192,12 @@ def test_bin_ground_prints_the_table(small_world):
 def test_the_whole_demo_in_miniature(tmp_path, ray_session):
     from pipeline.demo import run_demo
 
-    summary = run_demo(8, seed=5, folder=tmp_path / "demo", overrides=["train.epochs=3"], progress=False)
-    assert summary["videos"] == {"train": 6, "val": 1, "test": 1} and summary["clips"] > 0
+    summary = run_demo(
+        WORLD_CLIPS, seed=3, folder=tmp_path / "demo", overrides=["train.epochs=3"], progress=False, shape=SMALL
+    )
+    videos = len(synthetic.plan_world(WORLD_CLIPS, seed=3, shape=SMALL))
+    assert sum(summary["videos"].values()) == videos and min(summary["videos"].values()) >= 1
+    assert summary["clips"] >= WORLD_CLIPS
     assert set(summary["seconds"]) == {"generate", "extract", "train", "evaluate", "ground"}
     for name in ("eval.json", "ground.json", "ground.png", "summary.json", "run/best.pt", "features/manifest.jsonl"):
         assert (tmp_path / "demo" / name).is_file(), name
@@ -193,28 +205,14 @@ def test_the_whole_demo_in_miniature(tmp_path, ray_session):
 
 
 def test_ground_asks_for_the_pca_the_features_were_projected_with(tmp_path):
-    from extract.c3d import file_identity
-    from pipeline.ground import extraction_settings
-
     (tmp_path / "pca.hdf5").write_bytes(b"stand-in: only its identity is compared here")
     (tmp_path / "other.hdf5").write_bytes(b"another file")
-    extractor = {
-        "backbone": "c3d",
-        "weights": "random",
-        "clip_len": 16,
-        "stride": 8,
-        "target_fps": 0.0,
-        "layer": "fc7",
-        "dim": 500,
-        "dtype": "float16",
-        "pca": f"{file_identity(tmp_path / 'pca.hdf5')} to 500",
-    }
-    features = {"source": "store", "extractor": extractor}
+    spec = FeatureSpec(stride=8, layer="fc7", dim=500, pca=f"{file_identity(tmp_path / 'pca.hdf5')} to 500")
     with pytest.raises(InputError, match=r"projected with the PCA pca\.hdf5 sha256:\w+ to 500; give it with --pca"):
-        extraction_settings(features, "ckpt", None, "cpu")
+        extraction_settings(spec, "ckpt", None, None, "cpu")
     with pytest.raises(InputError, match=r"other\.hdf5: not the PCA the checkpoint's features were projected with"):
-        extraction_settings(features, "ckpt", None, "cpu", str(tmp_path / "other.hdf5"))
-    settings = extraction_settings(features, "ckpt", None, "cpu", str(tmp_path / "pca.hdf5"))
-    assert (settings.layer, settings.pca_dims, settings.clip.stride) == ("fc7", 500, 8)
+        extraction_settings(spec, "ckpt", None, str(tmp_path / "other.hdf5"), "cpu")
+    settings = extraction_settings(spec, "ckpt", None, str(tmp_path / "pca.hdf5"), "cpu")
+    assert (settings.layer, settings.pca_dims, settings.stride) == ("fc7", 500, 8) and settings.spec() == spec
     with pytest.raises(InputError, match=r"released HDF5 features"):
-        extraction_settings({"source": "x.hdf5", "extractor": None}, "ckpt", None, "cpu")
+        extraction_settings(None, "ckpt", None, None, "cpu")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from extract.errors import InputError
+from common.errors import InputError
 from extract.text import PAD, UNK, Vocabulary, load_word_vectors, parse_paragraph, tokenize
 
 

@@ -14,11 +14,12 @@ import pytest
 import torch
 from conftest import REPO, write_feature_store
 
-from extract.errors import InputError
+from common.errors import InputError
 from hscnet import checkpoint as ckpt
+from hscnet.annotations import Paragraph, read_annotations
 from hscnet.config import load_config
-from hscnet.data import Paragraph, read_annotations
-from hscnet.evaluate import SpanPrior, make_loader
+from hscnet.data import make_loader
+from hscnet.prior import SpanPrior
 from hscnet.train import TrainingDiverged, learning_rate, run, train
 from pipeline.proxy import write_proxy_store
 

@@ -1,15 +1,17 @@
-"""Extraction speed and memory: the whole pipeline beside C3D alone and decoding alone.
+"""Extraction speed and memory: the whole pipeline beside the best C3D rate this CPU offers.
 
-Run: .venv/bin/python benchmarks/extract.py [--copies N] [--skip-memory] [--device cpu|cuda]
+Run: .venv/bin/python benchmarks/extract_speed.py [--copies N] [--skip-memory] [--device cpu|cuda]
 
-Throughput, on N copies of the real Charades video of ../shared/data (480x270, 15 fps), in one
-run: frames/s of decoding alone (PyAV, as extraction reads), clips/s of the C3D
-forward alone on those decoded clips (same batch and precision), and clips/s of the whole
-bin/extract pipeline (Ray start-up included). The last line is pipeline / C3D alone (target: at
-least 0.85 on 2 cores: decoding hidden behind compute). Ray's start-up and shutdown cost about
-6 s once per run whatever its size (`ray.init` 2.0 s, the C3D actor ready 1.8 s, shutdown 1.4 s);
-60 copies (1680 clips, about 3 minutes) keep that share nearer a real run's, where thousands of
-videos share it. With 30 copies the ratio was 0.84-0.87 over three runs.
+It prints what the processor offers (`torch.backends.cpu.get_cpu_capability()`, native bf16 or
+not), then, in one run, on N copies of the real Charades video of ../shared/data (480x270,
+15 fps): frames/s of decoding alone (PyAV, as extraction reads); clips/s of the C3D forward
+alone in every precision and layout this device runs (float32 contiguous and channels_last_3d,
+and bf16 where it is native; fp16 and float32 on CUDA), each on the same decoded clips,
+alternating, and which of them `ClipEncoder` picks by itself; and clips/s of the whole bin/extract
+pipeline (Ray start-up included). The last line is the pipeline's rate over the best C3D rate
+(target: at least 0.85 on 2 cores, on either kind of CPU: decoding hidden behind compute).
+Ray's start-up and shutdown cost about 6 s once per run whatever its size; 60 copies (1680
+clips) keep that share nearer a real run's, where thousands of videos share it.
 
 Memory: the peak resident memory of extracting a 10-minute 720p H.264 video, beside a 2-minute
 one of the same kind, each in a fresh process (target: under 2 GiB, not growing with length).
@@ -27,13 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# Scripts here run with this folder first on sys.path, where extract.py would shadow the `extract` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-
-from extract.video import decode_clips, probe  # noqa: E402
-from pipeline.extract import ExtractSettings, run_extraction  # noqa: E402
+from extract.c3d import ClipEncoder, cpu_has_native_bf16
+from extract.extractor import ExtractSettings
+from extract.video import decode_clips, probe
+from pipeline.extraction import run_extraction
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,14 +43,50 @@ REPO = Path(__file__).resolve().parents[1]
 # across exec, so ru_maxrss reported this script's own size (1.80 GiB) instead of the extraction's.
 MEASURE = """
 import json, sys, time
-from pipeline.extract import ExtractSettings, extract_video
+from extract.extractor import ExtractSettings, extract_video
 settings = ExtractSettings(device=sys.argv[2])
 started = time.time()
-features, record = extract_video(sys.argv[1], "v", settings.encoder().encode, settings, "random")
+features, record = extract_video(sys.argv[1], "v", settings.encoder().encode, settings.spec())
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 peak = int(status["VmHWM"].split()[0]) * 1024
 print(json.dumps({"clips": record.clips, "status": record.status, "seconds": time.time() - started, "peak": peak}))
 """
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
+def modes(device: str) -> list[tuple[str, str]]:
+    """(precision, layout) pairs this device runs C3D in natively."""
+    if device == "cuda":
+        return [("fp16", "contiguous"), ("fp16", "channels_last_3d"), ("fp32", "contiguous")]
+    found = [("fp32", "contiguous"), ("fp32", "channels_last_3d")]
+    return found + ([("bf16", "channels_last_3d"), ("bf16", "contiguous")] if cpu_has_native_bf16() else [])
+
+
+def c3d_rates(pairs, clips: np.ndarray, batch_size: int, device: str, rounds: int = 3) -> dict[str, float]:
+    """Clips/s of each mode on the same clips: rounds of every mode in turn, the best round each."""
+    encoders = {
+        f"{precision} {layout}": ClipEncoder(precision=precision, layout=layout, batch_size=batch_size, device=device)
+        for precision, layout in pairs
+    }
+    best = dict.fromkeys(encoders, float("inf"))
+    per_round = clips[: max(batch_size, len(clips) // rounds)]
+    for encoder in encoders.values():
+        encoder.encode(clips[:batch_size])  # warm-up: oneDNN builds its kernels
+    for _ in range(rounds):
+        for name, encoder in encoders.items():
+            started = time.perf_counter()
+            encoder.encode(per_round)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: len(per_round) / seconds for name, seconds in best.items()}
 
 
 def long_video(path: Path, minutes: int, minute: Path) -> Path:
@@ -98,12 +136,14 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=60, help="copies of the Charades video (28 clips each)")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10-minute 720p memory measurement")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--sample-clips", type=int, default=96, help="clips each C3D mode is timed on (default 96)")
     args = parser.parse_args()
     shared = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data"))
     source = shared / "videos" / "charades.mp4"
     if not source.is_file():
         sys.exit(f"{source} not found: set HSCNET_SHARED_DATA")
     settings = ExtractSettings(device=args.device)
+    spec = settings.spec()
     work = Path(tempfile.mkdtemp(prefix="hscnet-extract-bench-"))
     try:
         videos = work / "videos"
@@ -113,18 +153,24 @@ def main() -> None:
         info = probe(source)
 
         started = time.perf_counter()
-        clips = [chunk for path in sorted(videos.iterdir()) for chunk in decode_clips(path, settings.clip)]
+        total = sum(len(chunk) for path in sorted(videos.iterdir()) for chunk in decode_clips(path, spec))
         decode_seconds = time.perf_counter() - started
         frames = args.copies * info.num_frames
-        total = sum(len(c) for c in clips)
+        sample = np.concatenate(list(decode_clips(source, spec)))[: args.sample_clips]
 
-        encoder = settings.encoder()
-        encoder.encode(clips[0][: settings.batch_size])  # warm-up
-        started = time.perf_counter()
-        for chunk in clips:
-            encoder.encode(chunk)
-        model_rate = total / (time.perf_counter() - started)
-        del clips
+        chosen = settings.encoder()
+        print(
+            f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch capability {torch.backends.cpu.get_cpu_capability()}, "
+            f"native bf16 {'yes' if cpu_has_native_bf16() else 'no'}; {chosen.describe()}"
+        )
+        rates = c3d_rates(modes(chosen.device.type), sample, settings.batch_size, str(chosen.device))
+        for name, rate in rates.items():
+            print(f"C3D forward alone, {name}: {rate:.2f} clips/s")
+        best = max(rates, key=rates.get)
+        layout = "channels_last_3d" if chosen.memory_format == torch.channels_last_3d else "contiguous"
+        picked = f"{chosen.precision} {layout}"
+        print(f"best: {best} ({rates[best]:.2f} clips/s); ClipEncoder picks {picked} by itself")
+        model_rate = rates[best]
 
         started = time.perf_counter()
         summary = run_extraction(videos, work / "features", settings, progress=False)
@@ -132,10 +178,8 @@ def main() -> None:
         assert not summary.failed, summary.report()
         pipeline_rate = summary.clips / pipeline_seconds
         shape = f"{info.width}x{info.height}, {info.fps:.2f} fps, {info.num_frames} frames"
-        print(f"{args.copies} copies of {source.name} ({shape}): {total} clips")
-        print(f"{encoder.describe()}, batch {settings.batch_size}, {os.cpu_count()} cores")
+        print(f"{args.copies} copies of {source.name} ({shape}): {total} clips, C3D batch {settings.batch_size}")
         print(f"decoding alone: {frames / decode_seconds:,.0f} frames/s ({total / decode_seconds:.1f} clips/s)")
-        print(f"C3D forward alone: {model_rate:.2f} clips/s")
         print(f"bin/extract pipeline (Ray start-up included): {pipeline_rate:.2f} clips/s, {pipeline_seconds:.1f} s")
         if not args.skip_memory:
             minute = one_minute_720p(work / "minute.mp4")
@@ -146,7 +190,7 @@ def main() -> None:
                     f"{minutes}-minute 1280x720 30 fps video: {result['clips']} clips in {result['seconds']:.0f} s, "
                     f"peak memory {result['peak'] / 2**30:.2f} GiB"
                 )
-        print(f"pipeline / C3D alone clips per second, ratio: {pipeline_rate / model_rate:.2f}")
+        print(f"pipeline / best C3D alone clips per second, ratio: {pipeline_rate / model_rate:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,0 +1,131 @@
+"""C3D extraction on a GPU with decoding beside it: which of the two bounds it, and at what rate.
+
+Run: python3 benchmarks/gpu_extract.py [--copies N] [--workers W] [--device cuda]
+
+Made for a GPU machine without Ray (benchmarks/gpu.sh runs it): decoding runs in W processes
+(PyAV, as bin/extract reads; default all cores but one), C3D in this process. It writes a
+one-minute 1280x720 30 fps H.264 video (a typical source for ActivityNet-style videos) and
+times, on N copies of it, one after another: decoding alone (clips/s with W processes), the C3D
+forward alone in fp16 autocast (contiguous and channels_last_3d) and float32, and both
+together, chunks streaming from the decoders to C3D. It says which one bounds the pipeline and
+by how much. The last line is the pipeline's rate over the slower of the two alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from extract.c3d import ClipEncoder
+from extract.extractor import ExtractSettings
+from extract.spec import FeatureSpec
+from extract.video import decode_clips
+
+
+def test_video(path: Path, seconds: int, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
+    """A moving square over a gradient, H.264, `seconds` long."""
+    from pipeline.synthetic import write_video
+
+    rng = np.random.default_rng(0)
+    base = np.linspace(rng.uniform(0, 80, 3), rng.uniform(80, 160, 3), height, dtype=np.float32)[:, None, :]
+    background = np.repeat(base, width, axis=1).astype(np.uint8)
+
+    def frames():
+        for index in range(fps * seconds):
+            frame = background.copy()
+            x = int(width * (0.2 + 0.6 * (0.5 + 0.5 * np.sin(index / 40))))
+            frame[height // 3 : height // 3 + 120, x : x + 120] = (220, 40, 40)
+            yield frame
+
+    return write_video(path, frames(), fps=fps, options={"preset": "ultrafast", "x264-params": "log-level=error"})
+
+
+def count_clips(path: str) -> int:
+    torch.set_num_threads(1)
+    return sum(len(chunk) for chunk in decode_clips(path, FeatureSpec()))
+
+
+def chunks_of(path: str) -> list[np.ndarray]:
+    return list(decode_clips(path, FeatureSpec()))
+
+
+def c3d_rate(encoder: ClipEncoder, clips: np.ndarray, rounds: int = 3) -> float:
+    encoder.encode(clips[: encoder.batch_size])
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        encoder.encode(clips)
+        if encoder.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return len(clips) / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=8, help="copies of the one-minute video (112 clips each)")
+    parser.add_argument("--seconds", type=int, default=60, help="length of the test video")
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="decoding processes")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=32, help="clips per C3D forward")
+    args = parser.parse_args()
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device {args.device} ({where}); torch {torch.__version__}; {args.workers} decoding processes")
+    work = Path(tempfile.mkdtemp(prefix="hscnet-gpu-extract-"))
+    context = multiprocessing.get_context("spawn")  # CUDA and fork do not mix
+    try:
+        first = test_video(work / "video_000.mp4", args.seconds)
+        videos = [str(first)] + [str(shutil.copy(first, work / f"video_{i:03d}.mp4")) for i in range(1, args.copies)]
+
+        with context.Pool(args.workers) as pool:
+            pool.map(count_clips, videos[:1])  # the workers' start-up and imports, not timed
+            started = time.perf_counter()
+            total = sum(pool.map(count_clips, videos))
+            decode_rate = total / (time.perf_counter() - started)
+        print(f"decoding alone: {decode_rate:.1f} clips/s ({total} clips of 1280x720 30 fps H.264)")
+
+        sample = np.concatenate(chunks_of(videos[0]))[: 4 * args.batch_size]
+        precisions = [("fp16", "contiguous"), ("fp16", "channels_last_3d"), ("fp32", "contiguous")]
+        if args.device != "cuda":
+            precisions = [("auto", "auto")]
+        rates = {}
+        settings = ExtractSettings(device=args.device, batch_size=args.batch_size)
+        for precision, layout in precisions:
+            encoder = replace(settings, precision=precision).encoder(layout)
+            rates[f"{encoder.precision} {layout}"] = c3d_rate(encoder, sample)
+            print(f"C3D alone, {encoder.precision} {layout}: {rates[f'{encoder.precision} {layout}']:.1f} clips/s")
+        best = max(rates, key=rates.get)
+        precision, layout = best.split()
+        encoder = replace(settings, precision=precision).encoder(layout)
+        encoder.encode(sample[: args.batch_size])
+
+        with context.Pool(args.workers) as pool:
+            pool.map(count_clips, videos[:1])
+            started = time.perf_counter()
+            encoded = 0
+            for chunks in pool.imap(chunks_of, videos):
+                for chunk in chunks:
+                    encoded += len(encoder.encode(chunk))
+            pipeline_rate = encoded / (time.perf_counter() - started)
+        print(f"decoding and C3D ({best}) together: {pipeline_rate:.1f} clips/s")
+        bound, slower = ("decoding", decode_rate) if decode_rate < rates[best] else ("C3D", rates[best])
+        print(
+            f"bound by {bound}: decoding {decode_rate:.1f} clips/s, C3D {rates[best]:.1f} clips/s "
+            f"({max(decode_rate, rates[best]) / min(decode_rate, rates[best]):.1f}x apart)"
+        )
+        print(f"pipeline / the slower stage alone, ratio: {pipeline_rate / slower:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""One video to its features: the settings of an extraction and the plain function that runs it.
+
+`ExtractSettings` is what a user asks `bin/extract` for (configs/extract.yaml and the flags, under
+the same names): the choices that make a `FeatureSpec`, the files those choices name (C3D
+weights, a PCA) and how to run (device, precision, batch size). Its spec defaults are the
+spec's own. `extract_video` decodes one video and encodes its clips; the Ray stage of
+`pipeline/extraction.py`, `bin/ground` and the tests all call it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import InputError
+from extract.c3d import LAYERS, ClipEncoder, file_identity
+from extract.spec import RANDOM_WEIGHTS, FeatureSpec
+from extract.store import ManifestRecord
+from extract.video import VideoInfo, decode_clips, probe
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    clip_len: int = FeatureSpec.clip_len
+    stride: int = FeatureSpec.stride
+    sample_fps: float = FeatureSpec.sample_fps
+    layer: str = FeatureSpec.layer
+    dtype: str = FeatureSpec.dtype
+    weights: str = ""  # the converted Sports-1M c3d.pickle; empty: a random C3D, announced loudly
+    pca: str = ""  # the official ActivityNet PCA file (fc7 to 500-d, as the released features)
+    pca_dims: int = 500
+    batch_size: int = 8  # clips per C3D forward; 16 is as fast on CPU but peaks 0.4 GiB higher
+    precision: str = "auto"  # auto, fp32, bf16 (CPU), fp16 (CUDA)
+    device: str = "auto"
+    object_store_mb: int = 1024  # Ray's object store when bin/extract starts Ray itself
+
+    def check_files(self) -> None:
+        """Missing weights or PCA files fail before any video is read."""
+        if self.weights and not Path(self.weights).is_file():
+            raise InputError(f"{self.weights}: C3D weights not found")
+        if self.pca and not Path(self.pca).is_file():
+            raise InputError(f"{self.pca}: PCA file not found")
+        if self.layer not in LAYERS:
+            raise InputError(f"unknown C3D layer {self.layer!r}: use one of {', '.join(LAYERS)}")
+
+    def spec(self) -> FeatureSpec:
+        """The spec of the features these settings make (the files' identities read once per process)."""
+        self.check_files()
+        return FeatureSpec(
+            backbone="c3d",
+            clip_len=self.clip_len,
+            stride=self.stride,
+            sample_fps=self.sample_fps,
+            layer=self.layer,
+            weights=file_identity(self.weights) if self.weights else RANDOM_WEIGHTS,
+            pca=f"{file_identity(self.pca)} to {self.pca_dims}" if self.pca else "",
+            dim=self.pca_dims if self.pca else LAYERS[self.layer],
+            dtype=self.dtype,
+        )
+
+    def encoder(self, layout: str = "auto") -> ClipEncoder:
+        """The C3D these settings run; `layout` overrides the memory layout (benchmarks compare them)."""
+        return ClipEncoder(
+            weights=self.weights or None,
+            layer=self.layer,
+            device=self.device,
+            precision=self.precision,
+            batch_size=self.batch_size,
+            pca=self.pca or None,
+            pca_dims=self.pca_dims,
+            layout=layout,
+        )
+
+
+def extract_video(
+    path: str | os.PathLike,
+    video_id: str,
+    encode: Callable[[np.ndarray], np.ndarray],
+    spec: FeatureSpec,
+    decode: Callable[[VideoInfo], Iterable[np.ndarray]] | None = None,
+) -> tuple[np.ndarray | None, ManifestRecord]:
+    """One video to its features [clips, spec.dim] and manifest record; a failure becomes a "failed" record.
+
+    `encode` maps uint8 clips to features; `decode(info)` gives the clips a chunk at a time
+    (a Ray decode task's stream), once the video has been probed; by default they are decoded here.
+    """
+    started = time.time()
+    record = ManifestRecord(video_id=video_id, source=str(Path(path).resolve()), status="failed", spec=spec)
+    try:
+        info = probe(path)
+        record.fps, record.num_frames, record.duration = info.fps, info.num_frames, info.duration
+        chunks = decode(info) if decode is not None else decode_clips(path, spec, info)
+        # Each chunk's features are cast at once: they are all that grows with the video's length.
+        features = np.concatenate([encode(chunk).astype(spec.dtype) for chunk in chunks])
+        if not np.isfinite(features).all():
+            raise ValueError("C3D produced non-finite features (NaN or Inf)")
+        if features.shape[1] != spec.dim:
+            raise ValueError(f"the encoder gives {features.shape[1]}-d features, the spec says {spec.dim}")
+    except Exception as error:  # one bad video must not stop the others: recorded and reported at the end
+        record.error = str(error).strip().splitlines()[0][:500] if str(error).strip() else type(error).__name__
+        record.seconds = round(time.time() - started, 2)
+        return None, record
+    record.status, record.clips = "ok", len(features)
+    record.seconds = round(time.time() - started, 2)
+    return features, record

@@ -1,0 +1,87 @@
+"""The feature spec: one frozen record of how a video's features were made.
+
+Every setting that changes what a feature file holds is here, with its default: the backbone
+and its layer, the clip length and stride in frames, the frame rate frames are sampled at, the
+identity of the weights and of the PCA projection (a file name and its sha256, so that a file
+renamed is still recognised and another file under the same name is not), the feature size
+and the stored dtype. A spec is written whole into every manifest line of the feature store
+and into every checkpoint, read back whole, and compared whole: `bin/extract` refuses to add
+features of another spec to a store, and `bin/ground` extracts a new video with the spec its
+checkpoint was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import typing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from common.errors import InputError
+
+RANDOM_WEIGHTS = "random"
+
+
+@functools.cache
+def _identity(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).name} sha256:{digest.hexdigest()}"
+
+
+def file_identity(path: str | os.PathLike) -> str:
+    """ "<file name> sha256:<hex>", computed once per file version in a process."""
+    stat = Path(path).stat()
+    return _identity(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    backbone: str = "c3d"
+    clip_len: int = 16  # frames per clip
+    stride: int = 16  # frames between clip starts (8 gives ActivityNet-style overlapping clips)
+    sample_fps: float = 0.0  # frames sampled per second; 0 keeps every frame of the video
+    layer: str = "fc6"
+    weights: str = RANDOM_WEIGHTS  # "random", or "<file name> sha256:<hex>"
+    pca: str = ""  # "", or "<file name> sha256:<hex> to <k>"
+    dim: int = 4096
+    dtype: str = "float16"  # what the feature files hold
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj, where: str) -> FeatureSpec:
+        """A spec read back from a manifest line or a checkpoint; `where` names it in errors."""
+        if not isinstance(obj, dict):
+            raise InputError(f"{where}: the feature spec is not a mapping ({obj!r:.80})")
+        hints = typing.get_type_hints(cls)
+        names = [field.name for field in dataclasses.fields(cls)]
+        if sorted(obj) != sorted(names):
+            raise InputError(f"{where}: a feature spec has the keys {', '.join(names)}, this one {', '.join(obj)}")
+        for name in names:
+            value, kind = obj[name], hints[name]
+            numeric = kind is float and isinstance(value, int)
+            if isinstance(value, bool) or not (isinstance(value, kind) or numeric):
+                raise InputError(f"{where}: feature spec {name} must be {kind.__name__}, got {value!r:.80}")
+        return cls(**{name: hints[name](obj[name]) for name in names})
+
+    def differences(self, other: FeatureSpec) -> list[str]:
+        """What changed from `self` to `other`, as "stride 16 -> 8"."""
+        return [
+            f"{field.name} {getattr(self, field.name)} -> {getattr(other, field.name)}"
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) != getattr(other, field.name)
+        ]
+
+    def describe(self) -> str:
+        frames = f"{self.clip_len}-frame clips every {self.stride} frames"
+        if self.sample_fps:
+            frames += f" at {self.sample_fps:g} fps"
+        projected = f", PCA {self.pca}" if self.pca else ""
+        return f"{self.backbone} {self.layer} ({self.dim}-d{projected}) of {frames}, weights {self.weights}"

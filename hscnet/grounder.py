@@ -1,0 +1,132 @@
+"""The Python API: a trained model with its video extractor, loaded once, for any number of videos.
+
+    from hscnet import Grounder
+
+    grounder = Grounder.from_checkpoint("demo/run/best.pt")
+    result = grounder.ground("video.mp4", "A red circle comes in. Then it leaves.")
+    for sentence in result["sentences"]:
+        print(sentence["start"], sentence["end"], sentence["text"])
+
+`ground` returns the dict that `bin/ground --json` writes; `encode_video` gives a video's
+features, which `ground` also takes, so that one video is extracted once for many paragraphs.
+A new video is extracted with the feature spec the checkpoint was trained on; a checkpoint whose
+features cannot be made again here (released HDF5 features, proxy features) is refused, and so are
+C3D weights or a PCA file other than the ones the spec names.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.devices import resolve_device
+from common.errors import InputError
+from extract.extractor import ExtractSettings, extract_video
+from extract.spec import RANDOM_WEIGHTS, FeatureSpec, file_identity
+from extract.store import video_id_for
+from extract.text import english
+from hscnet.checkpoint import TrainedModel, load_model
+from hscnet.infer import ground_paragraph
+
+
+@dataclass(frozen=True)
+class EncodedVideo:
+    """A video's features as extracted ([clips, D], before the model's resampling), and its length."""
+
+    name: str
+    features: np.ndarray
+    duration: float
+
+
+def extraction_settings(
+    spec: FeatureSpec | None, checkpoint: str, weights: str | None, pca: str | None, device: str
+) -> ExtractSettings:
+    """The settings that extract a new video as the checkpoint's training features were, or a clear refusal."""
+    if spec is None:
+        raise InputError(
+            f"{checkpoint}: trained on features whose making is unknown (released HDF5 features); "
+            "bin/ground needs a checkpoint trained on a feature store written by bin/extract"
+        )
+    if spec.backbone != "c3d":
+        raise InputError(f"{checkpoint}: trained on {spec.backbone} features, which bin/ground cannot extract")
+    if spec.weights != RANDOM_WEIGHTS:
+        if not weights:
+            raise InputError(
+                f"{checkpoint}: trained on features of C3D weights {spec.weights}; give them with --weights"
+            )
+        if not Path(weights).is_file():
+            raise InputError(f"{weights}: C3D weights not found")
+        if file_identity(weights) != spec.weights:
+            raise InputError(
+                f"{weights}: these C3D weights ({file_identity(weights)}) are not the checkpoint's ({spec.weights})"
+            )
+    elif weights:
+        raise InputError(f"{checkpoint}: trained on features of a random C3D; --weights {weights} would not match them")
+    if spec.pca and not pca:
+        raise InputError(f"{checkpoint}: trained on features projected with the PCA {spec.pca}; give it with --pca")
+    if pca:
+        if not Path(pca).is_file():
+            raise InputError(f"{pca}: PCA file not found")
+        if f"{file_identity(pca)} to {spec.dim}" != spec.pca:
+            raise InputError(f"{pca}: not the PCA the checkpoint's features were projected with ({spec.pca or 'none'})")
+    settings = ExtractSettings(
+        clip_len=spec.clip_len,
+        stride=spec.stride,
+        sample_fps=spec.sample_fps,
+        layer=spec.layer,
+        dtype=spec.dtype,
+        weights=weights or "",
+        pca=pca or "",
+        pca_dims=spec.dim if pca else ExtractSettings.pca_dims,
+        device=device,
+    )
+    if settings.spec() != spec:  # every field the spec names is set above: a mismatch is a bug
+        raise AssertionError(f"extraction settings {settings.spec()} do not remake {spec}")
+    return settings
+
+
+class Grounder:
+    """A trained HSCNet and the extractor of its features, ready to ground raw videos."""
+
+    def __init__(self, trained: TrainedModel, settings: ExtractSettings, device: torch.device):
+        self.trained, self.settings, self.device = trained, settings, device
+        self.spec = settings.spec()
+        self.encoder = settings.encoder()
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike, weights: str | None = None, pca: str | None = None, device: str = "auto"
+    ) -> Grounder:
+        """Load the model, its vocabulary and its extractor once. `weights` and `pca` are the files the
+        checkpoint's features were made with, when they were not a random C3D without projection."""
+        torch_device = resolve_device(device)
+        trained = load_model(path, torch_device)
+        return cls(
+            trained, extraction_settings(trained.feature_spec, str(path), weights, pca, str(torch_device)), torch_device
+        )
+
+    def encode_video(self, video: str | os.PathLike) -> EncodedVideo:
+        """Decode a video and extract its features with the checkpoint's spec."""
+        features, record = extract_video(video, video_id_for(video), self.encoder.encode, self.spec)
+        if features is None:
+            raise InputError(record.error)
+        return EncodedVideo(Path(video).name, features, record.duration)
+
+    def ground(self, video: str | os.PathLike | EncodedVideo, paragraph: str | Sequence[str]) -> dict:
+        """A start and end time (seconds) for the paragraph, each sentence and each word; `paragraph` is
+        text (split into sentences by spaCy) or a list of sentences (kept as given)."""
+        if not isinstance(video, EncodedVideo):
+            # spaCy takes about a second to import and build: let that happen while C3D works.
+            text_ready = threading.Thread(target=english, daemon=True)
+            text_ready.start()
+            video = self.encode_video(video)
+            text_ready.join()
+        return ground_paragraph(
+            self.trained, video.features, video.duration, paragraph, video=video.name, device=self.device
+        )
