@@ -99,7 +99,7 @@ def main() -> None:
     )
     print(
         f"annotations, tokens, vocabulary ({len(vocab)} words), word vectors, dataset of {len(dataset)} paragraphs "
-        f"over {len(dataset.features.ids())} feature files, first batch: {first_batch:.1f} s"
+        f"over {len(dataset.store.ids())} feature files, first batch: {first_batch:.1f} s"
     )
     print(f"with the data loader: {with_loader:.1f} s ({with_loader / args.steps:.3f} s a step)")
     print(f"batches in memory:    {from_memory:.1f} s ({from_memory / args.steps:.3f} s a step)")

@@ -8,7 +8,7 @@ from common.errors import InputError
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" is CUDA where there is a GPU, else the CPU; a CUDA device asked for must exist."""
+    """ "auto" is CUDA where there is a GPU, else the CPU; a CUDA device asked for must exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -203,6 +203,37 @@ def load_word_vectors(
     return vectors
 
 
+def vocabulary_with_vectors(
+    training: Iterable[Sequence[str]],
+    others: Iterable[Sequence[str]] = (),
+    min_count: int = 1,
+    glove: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> tuple[Vocabulary, WordVectors]:
+    """The vocabulary of a model and its vectors: the words of the training sentences seen
+    `min_count` times (a seeded random vector where GloVe has none), then every other word
+    (rarer training words, the validation and test captions) that GloVe has.
+
+    Frozen pretrained vectors carry no labels, so a test word that GloVe knows is a known word;
+    only words GloVe lacks are unknown (UNK) at test time."""
+    training = [list(sentence) for sentence in training]
+    base = Vocabulary.build(training, min_count)
+    seen = set(base.words)
+    extra = sorted({w for sentence in (*training, *others) for w in sentence} - seen)
+    candidates = [*base.words, *extra]
+    vectors = load_word_vectors(Vocabulary(candidates), glove, cache_dir, seed)
+    lacking = set(vectors.missing)
+    keep = [i for i, word in enumerate(candidates) if i < len(base) or word not in lacking]
+    words = [candidates[i] for i in keep]
+    missing = [w for w in vectors.missing if w in seen]
+    log.info(
+        f"vocabulary: {len(base) - 2} training words and {len(words) - len(base)} more words of the captions that "
+        f"{vectors.source} knows; {len(extra) - (len(words) - len(base))} words it lacks stay unknown"
+    )
+    return Vocabulary(words), WordVectors(vectors.matrix[keep], vectors.source, missing, vectors.from_cache)
+
+
 def _assemble(vocab: Vocabulary, found: dict[str, np.ndarray], dim: int, source: str, seed: int):
     matrix = np.zeros((len(vocab), dim), dtype=np.float32)
     scale = float(np.std(np.stack(list(found.values())))) if found else 0.3

@@ -7,7 +7,7 @@ C3D pipeline used, at half of bicubic's cost at 720p), centre-cropped to 112x112
 input of Tran et al.) and handed on a chunk of clips at a time, so memory stays bounded however
 long the video is.
 
-Why not decord, as DESIGN.md planned: decord2 3.4.0 keeps decoding in a background thread after
+Why not decord, the first choice of the design: decord2 3.4.0 keeps decoding in a background thread after
 every read, to the end of the file, and holds the frames: a 10-minute 720p video grew the
 process by 1.2 GB while C3D ran, and that thread took a core from C3D. Here nothing is decoded
 before it is needed.

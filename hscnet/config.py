@@ -31,7 +31,7 @@ class DataConfig:
     test: str = ""
     num_clips: int = 256  # Nv: clips per video after resampling (256 ActivityNet, 512 TACoS)
     feature_dim: int = 500  # Dv: 500 for the released ActivityNet PCA features, 4096 for C3D fc6
-    max_sentences: int = 8  # sentences sampled from a training paragraph, in temporal order
+    max_sentences: int = 8  # sentences sampled from a training paragraph, in annotation order
     max_words: int = 64  # words kept per sentence; longer sentences are truncated and counted
     missing_features: str = "error"  # "error", or "skip" paragraphs whose video has no features
     num_workers: int = -1  # loader processes; -1: 0 on CPU (in-process is faster there), 2 on CUDA

@@ -5,6 +5,7 @@ collate function and the data loader.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -68,6 +69,7 @@ class _Item:
 @dataclass
 class DatasetReport:
     truncated_sentences: int = 0
+    chunked_paragraphs: int = 0  # read in chunks of at most the trained number of sentences
     dropped_wordless_sentences: int = 0
     skipped_videos: list[str] = field(default_factory=list)
 
@@ -79,6 +81,8 @@ class DatasetReport:
             parts.append(f"{self.dropped_wordless_sentences} sentences without a word dropped")
         if self.skipped_videos:
             parts.append(f"{len(self.skipped_videos)} paragraphs skipped for lack of features")
+        if self.chunked_paragraphs:
+            parts.append(f"{self.chunked_paragraphs} paragraphs longer than the trained length read in chunks")
         return "; ".join(parts)
 
 
@@ -87,20 +91,29 @@ def tokenize_paragraphs(paragraphs: Sequence[Paragraph]) -> list[list[list[str]]
     return [[tokenize(sentence) for sentence in paragraph.sentences] for paragraph in paragraphs]
 
 
+def chunks(count: int, size: int) -> list[range]:
+    """Consecutive runs of at most `size` of `count` sentences, as even as possible (20 by 8: 7, 7, 6)."""
+    parts = -(-count // size)
+    bounds = [i * count // parts for i in range(parts + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(bounds)]
+
+
 class GroundingDataset(torch.utils.data.Dataset):
     """Paragraphs with their video features, as items for `collate`.
 
     Training (`max_sentences` set) samples between one and that many sentences of a paragraph,
-    sorted by start time, with a generator seeded by (seed, epoch, index) so that an epoch is the same
-    whatever the worker that loads it and a resumed run sees the same samples. Evaluation
-    (`max_sentences=None`) keeps every sentence in annotation order.
+    kept in annotation order, with a generator seeded by (seed, epoch, index) so that an epoch is
+    the same whatever the worker that loads it and a resumed run sees the same samples. Evaluation
+    (`max_sentences=None`) keeps every sentence, in annotation order too: training shows the
+    one-way sentence LSTM the order the test reads (383 of the 4929 val_2 test chunks are not in
+    time order as annotated, so sorting by time would show an order the test never has).
     Index with an int, or with (index, epoch) from `EpochSampler`.
     """
 
     def __init__(
         self,
         paragraphs: Sequence[Paragraph],
-        features,
+        store,
         vocab: Vocabulary,
         num_clips: int,
         feature_dim: int,
@@ -110,8 +123,9 @@ class GroundingDataset(torch.utils.data.Dataset):
         missing_features: str = "error",
         source: str = "annotations",
         words: list[list[list[str]]] | None = None,
+        chunk_sentences: int | None = None,
     ):
-        self.features = features
+        self.store = store  # a FeatureStore or released HDF5Features: where each video's clips are read
         self.num_clips = num_clips
         self.feature_dim = feature_dim
         self.max_sentences = max_sentences
@@ -119,19 +133,19 @@ class GroundingDataset(torch.utils.data.Dataset):
         self.report = DatasetReport()
         words = words if words is not None else tokenize_paragraphs(paragraphs)
 
-        missing = [p.video for p in paragraphs if p.video not in features]
+        missing = [p.video for p in paragraphs if p.video not in store]
         if missing and missing_features != "skip":
             unique = list(dict.fromkeys(missing))
             raise InputError(
                 f"{source}: {len(unique)} of {len({p.video for p in paragraphs})} videos have no features in "
-                f"{getattr(features, 'path', features)} (first: {', '.join(unique[:5])}); "
+                f"{getattr(store, 'path', store)} (first: {', '.join(unique[:5])}); "
                 "set data.missing_features=skip to leave them out"
             )
         self.report.skipped_videos = missing
 
         self.items: list[_Item] = []
         for paragraph, paragraph_words in zip(paragraphs, words, strict=True):
-            if paragraph.video not in features:
+            if paragraph.video not in store:
                 continue
             kept = [
                 (t, w, s)
@@ -141,18 +155,23 @@ class GroundingDataset(torch.utils.data.Dataset):
             self.report.dropped_wordless_sentences += len(paragraph.sentences) - len(kept)
             if not kept:
                 continue
-            truncated = [w[:max_words] for _, w, _ in kept]
             self.report.truncated_sentences += sum(len(w) > max_words for _, w, _ in kept)
-            self.items.append(
-                _Item(
-                    video=paragraph.video,
-                    duration=paragraph.duration,
-                    texts=[t for t, _, _ in kept],
-                    words=truncated,
-                    word_ids=[vocab.encode(w) for w in truncated],
-                    spans=np.array([s for _, _, s in kept], dtype=np.float64),
+            # Evaluation reads a paragraph longer than the model was trained on in chunks of at
+            # most that many sentences, as the VPG test sets are cut (ActivityNet val_2 in 8s).
+            parts = chunks(len(kept), chunk_sentences) if chunk_sentences else [range(len(kept))]
+            self.report.chunked_paragraphs += len(parts) > 1
+            for part in parts:
+                truncated = [kept[i][1][:max_words] for i in part]
+                self.items.append(
+                    _Item(
+                        video=paragraph.video,
+                        duration=paragraph.duration,
+                        texts=[kept[i][0] for i in part],
+                        words=truncated,
+                        word_ids=[vocab.encode(w) for w in truncated],
+                        spans=np.array([kept[i][2] for i in part], dtype=np.float64),
+                    )
                 )
-            )
         if not self.items:
             raise InputError(f"{source}: no paragraph left with both features and words")
         summary = self.report.summary(max_words)
@@ -161,10 +180,10 @@ class GroundingDataset(torch.utils.data.Dataset):
         self._check_dimension(self.items[0].video)
 
     def _check_dimension(self, video: str, features: np.ndarray | None = None) -> np.ndarray:
-        features = self.features.read(video) if features is None else features
+        features = self.store.read(video) if features is None else features
         if features.ndim != 2 or features.shape[1] != self.feature_dim or features.shape[0] == 0:
             raise InputError(
-                f"{self.features.where(video)}: features of shape {tuple(features.shape)}, "
+                f"{self.store.where(video)}: features of shape {tuple(features.shape)}, "
                 f"expected [clips, {self.feature_dim}] (data.feature_dim)"
             )
         return features
@@ -178,12 +197,11 @@ class GroundingDataset(torch.utils.data.Dataset):
         order = np.arange(len(item.texts))
         if self.max_sentences is not None:
             # As the VPG peers train (PRVG): a count drawn from 1..min(max_sentences, Ns),
-            # then that many sentences drawn without replacement, kept in temporal order.
+            # then that many sentences drawn without replacement, their indices sorted.
             rng = np.random.default_rng((self.seed, epoch, index))
             count = int(rng.integers(1, min(self.max_sentences, len(order)) + 1))
-            order = rng.choice(order, count, replace=False)
-            order = order[np.lexsort((item.spans[order, 1], item.spans[order, 0]))]
-        video = self._check_dimension(item.video, self.features.read(item.video))
+            order = np.sort(rng.choice(order, count, replace=False))
+        video = self._check_dimension(item.video, self.store.read(item.video))
         spans = np.clip(item.spans[order] / item.duration, 0.0, 1.0)
         return {
             "video": torch.from_numpy(prepare_video(video, self.num_clips)),

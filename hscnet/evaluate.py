@@ -113,6 +113,7 @@ def evaluate_checkpoint(
         config.data.max_words,
         missing_features=config.data.missing_features,
         source=str(annotation_path),
+        chunk_sentences=config.data.max_sentences,
     )
     predictions = predict(
         trained.model,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import InputError
-from extract.spec import FeatureSpec
+from extract.spec import RELEASED_ACTIVITYNET, FeatureSpec
 from extract.store import FeatureStore
 
 
@@ -60,7 +60,15 @@ class HDF5Features:
         return node[()]
 
     def spec(self) -> FeatureSpec | None:
-        """Released features record nothing of how they were made."""
+        """The released ActivityNet features' public recipe (`RELEASED_ACTIVITYNET`), known by their
+        layout (`f[vid]["c3d_features"]`, 500-d). TACoS's `tall_c3d_features.hdf5` (TALL: C3D fc6
+        pooled over 64-frame windows about 12 frames apart) cannot be remade from this extractor's
+        16-frame clips: None, as for any other file."""
+        video = next(iter(self._ids), None)
+        node = self._file()[video] if video is not None else None
+        activitynet_layout = node is not None and not hasattr(node, "shape") and "c3d_features" in node
+        if activitynet_layout and node["c3d_features"].shape[-1] == RELEASED_ACTIVITYNET.dim:
+            return RELEASED_ACTIVITYNET
         return None
 
     def __getstate__(self):

@@ -16,10 +16,11 @@ C3D weights or a PCA file other than the ones the spec names.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,15 @@ import torch
 
 from common.devices import resolve_device
 from common.errors import InputError
+from extract.c3d import LAYERS, load_c3d, load_pca
 from extract.extractor import ExtractSettings, extract_video
-from extract.spec import RANDOM_WEIGHTS, FeatureSpec, file_identity
+from extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
 from extract.store import video_id_for
-from extract.text import english
+from extract.text import PAD, UNK, Vocabulary, english, load_word_vectors, parse_paragraph
 from hscnet.checkpoint import TrainedModel, load_model
 from hscnet.infer import ground_paragraph
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,14 @@ def extraction_settings(
     """The settings that extract a new video as the checkpoint's training features were, or a clear refusal."""
     if spec is None:
         raise InputError(
-            f"{checkpoint}: trained on features whose making is unknown (released HDF5 features); "
-            "bin/ground needs a checkpoint trained on a feature store written by bin/extract"
+            f"{checkpoint}: trained on features whose making is unknown (released HDF5 features other than "
+            "ActivityNet's, such as TACoS's 64-frame TALL windows); bin/ground needs a checkpoint trained on "
+            "a feature store written by bin/extract or on the released ActivityNet features"
         )
     if spec.backbone != "c3d":
         raise InputError(f"{checkpoint}: trained on {spec.backbone} features, which bin/ground cannot extract")
+    if spec == RELEASED_ACTIVITYNET:
+        return _released_activitynet_settings(checkpoint, weights, pca, device)
     if spec.weights != RANDOM_WEIGHTS:
         if not weights:
             raise InputError(
@@ -91,12 +98,44 @@ def extraction_settings(
     return settings
 
 
+def _released_activitynet_settings(checkpoint: str, weights: str | None, pca: str | None, device: str):
+    """The released ActivityNet recipe, with the user's Sports-1M C3D and official PCA files, checked by content."""
+    if not weights or not pca:
+        raise InputError(
+            f"{checkpoint}: trained on the released ActivityNet features (Sports-1M C3D fc7, PCA to 500); "
+            "give the C3D weights and the PCA file with --weights c3d.pickle --pca PCA_activitynet_v1-3.hdf5"
+        )
+    load_c3d(weights)  # keys and shapes of the converted Sports-1M C3D, or a one-line refusal
+    import h5py
+
+    try:
+        with h5py.File(pca, "r") as f:
+            has_layout = all(f"data/{name}" in f for name in ("U", "S", "x_mean"))
+    except OSError as error:
+        raise InputError(f"{pca}: not a readable HDF5 file ({error})") from error
+    if not has_layout:
+        raise InputError(f"{pca}: not the official ActivityNet PCA file (data/U, data/S and data/x_mean)")
+    spec = RELEASED_ACTIVITYNET
+    load_pca(pca, spec.dim, LAYERS[spec.layer])  # U [4096, >= 500], x_mean [4096], or a one-line refusal
+    return ExtractSettings(
+        clip_len=spec.clip_len,
+        stride=spec.stride,
+        sample_fps=spec.sample_fps,
+        layer=spec.layer,
+        dtype=spec.dtype,
+        weights=weights,
+        pca=pca,
+        pca_dims=spec.dim,
+        device=device,
+    )
+
+
 class Grounder:
     """A trained HSCNet and the extractor of its features, ready to ground raw videos."""
 
     def __init__(self, trained: TrainedModel, settings: ExtractSettings, device: torch.device):
         self.trained, self.settings, self.device = trained, settings, device
-        self.spec = settings.spec()
+        self.spec = settings.spec()  # the files' own identities, also where the checkpoint names a released recipe
         self.encoder = settings.encoder()
 
     @classmethod
@@ -127,6 +166,34 @@ class Grounder:
             text_ready.start()
             video = self.encode_video(video)
             text_ready.join()
+        parsed = parse_paragraph(paragraph)
+        self.learn_words(parsed.words)
         return ground_paragraph(
-            self.trained, video.features, video.duration, paragraph, video=video.name, device=self.device
+            self.trained, video.features, video.duration, list(parsed.texts), video=video.name, device=self.device
         )
+
+    def learn_words(self, words: Sequence[str]) -> list[str]:
+        """Give words the vocabulary lacks their GloVe vectors (the checkpoint's GloVe source), where GloVe
+        has them: the word vectors are frozen and carry no labels, so such a word is as known as any.
+        Returns the words added; words GloVe lacks stay unknown."""
+        vocab = self.trained.vocab
+        new = sorted(set(words) - set(vocab.words))
+        glove = self.trained.config.text.glove
+        if not new or (glove and not Path(glove).is_file()):
+            if new:
+                log.warning(f"{glove}: GloVe file not found; {len(new)} words the model never saw stay unknown")
+            return []
+        vectors = load_word_vectors(
+            Vocabulary([PAD, UNK, *new]), glove or None, self.trained.config.text.cache_dir or None
+        )
+        lacking = set(vectors.missing)
+        found = [word for word in new if word not in lacking]
+        if found:
+            rows = torch.from_numpy(vectors.matrix[[2 + new.index(word) for word in found]])
+            model = self.trained.model
+            embedding = model.text_encoder.embedding
+            weight = torch.cat([embedding.weight.detach(), rows.to(embedding.weight)])
+            model.text_encoder.embedding = torch.nn.Embedding.from_pretrained(weight, freeze=True, padding_idx=0)
+            model.args = replace(model.args, vocab_size=len(weight))
+            self.trained.vocab = Vocabulary([*vocab.words, *found])
+        return found

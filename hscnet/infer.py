@@ -1,8 +1,9 @@
 """Grounding one paragraph in one video's features: the whole hierarchy of §3.4.
 
-The result is the JSON of DESIGN.md: the paragraph's span (the paragraph decoder's, or the hull
-of the sentences' when the model has none), each sentence's final span T^, and each word's
-span from the word-level decoder T~^W (the sentence's span when the model has no word decoder).
+The result is the JSON of `bin/ground --json` (ARCHITECTURE.md): the paragraph's span (the
+paragraph decoder's, or the hull of the sentences' when the model has none), each sentence's
+final span T^, and each word's span from the word-level decoder T~^W (the sentence's span when
+the model has no word decoder).
 Times are in seconds, clipped to the video, start <= end.
 """
 
@@ -16,7 +17,7 @@ import torch
 from common.devices import autocast_dtype
 from extract.text import parse_paragraph
 from hscnet.checkpoint import TrainedModel
-from hscnet.data import collate
+from hscnet.data import chunks, collate
 from hscnet.features import prepare_video
 
 
@@ -34,39 +35,52 @@ def ground_paragraph(
     video: str = "",
     device: torch.device | str = "cpu",
 ) -> dict:
-    """features [T, D] of one video (as extracted), a paragraph (text, or a list of sentences)."""
+    """features [T, D] of one video (as extracted), a paragraph (text, or a list of sentences).
+
+    The model was trained on at most `data.max_sentences` sentences at a time (8), and the test
+    sets are read in chunks of that many; a longer paragraph is grounded the same way, chunk by
+    chunk, and the chunks joined: the paragraph's span is then the hull of the chunks' spans, and
+    the result says how it was cut ("chunks": the sentences of each chunk)."""
     parsed = parse_paragraph(paragraph)
     vocab = trained.vocab
-    word_ids = [vocab.encode(words) for words in parsed.sentences]
     unknown = sorted({w for words in parsed.sentences for w in words if w not in vocab})
-    item = {
-        "video": torch.from_numpy(prepare_video(features, trained.config.data.num_clips)),
-        "word_ids": word_ids,
-        "spans": torch.zeros(len(word_ids), 2),
-        "duration": duration,
-        "meta": {},
-    }
+    video_features = torch.from_numpy(prepare_video(features, trained.config.data.num_clips))
     device = torch.device(device)
-    batch = collate([item]).to(device)
     dtype = autocast_dtype(trained.config.train.precision, device)
-    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        output = trained.model(batch)
-    final = output.final[0].float().cpu().numpy()  # [Ns, 2]
-    words = output.word[0].float().cpu().numpy() if output.word is not None else None  # [Ns, M, 2]
-    sentences = []
-    for i, (text, tokens) in enumerate(zip(parsed.texts, parsed.sentences, strict=True)):
-        start, end = _seconds(final[i], duration)
-        spans = [_seconds(words[i, j], duration) if words is not None else (start, end) for j in range(len(tokens))]
-        word_entries = [{"word": word, "start": s, "end": e} for word, (s, e) in zip(tokens, spans, strict=True)]
-        sentences.append({"text": text, "start": start, "end": end, "words": word_entries})
-    if output.paragraph is not None:
-        paragraph_start, paragraph_end = _seconds(output.paragraph[0].float().cpu().numpy(), duration)
-    else:
-        paragraph_start, paragraph_end = min(s["start"] for s in sentences), max(s["end"] for s in sentences)
-    return {
+    parts = chunks(len(parsed.sentences), trained.config.data.max_sentences)
+    sentences, paragraph_spans = [], []
+    for part in parts:
+        item = {
+            "video": video_features,
+            "word_ids": [vocab.encode(parsed.sentences[i]) for i in part],
+            "spans": torch.zeros(len(part), 2),
+            "duration": duration,
+            "meta": {},
+        }
+        batch = collate([item]).to(device)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            output = trained.model(batch)
+        final = output.final[0].float().cpu().numpy()  # [Ns, 2]
+        words = output.word[0].float().cpu().numpy() if output.word is not None else None  # [Ns, M, 2]
+        found = []
+        for k, i in enumerate(part):
+            start, end = _seconds(final[k], duration)
+            tokens = parsed.sentences[i]
+            spans = [_seconds(words[k, j], duration) if words is not None else (start, end) for j in range(len(tokens))]
+            word_entries = [{"word": word, "start": s, "end": e} for word, (s, e) in zip(tokens, spans, strict=True)]
+            found.append({"text": parsed.texts[i], "start": start, "end": end, "words": word_entries})
+        sentences += found
+        if output.paragraph is not None:
+            paragraph_spans.append(_seconds(output.paragraph[0].float().cpu().numpy(), duration))
+        else:
+            paragraph_spans.append((min(s["start"] for s in found), max(s["end"] for s in found)))
+    result = {
         "video": video,
         "duration": round(float(duration), 3),
-        "paragraph": {"start": paragraph_start, "end": paragraph_end},
+        "paragraph": {"start": min(s for s, _ in paragraph_spans), "end": max(e for _, e in paragraph_spans)},
         "sentences": sentences,
         "unknown_words": unknown,
     }
+    if len(parts) > 1:
+        result["chunks"] = [[i + 1 for i in part] for part in parts]
+    return result

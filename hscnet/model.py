@@ -258,11 +258,14 @@ class SemanticAggregation(nn.Module):
 
     def forward(self, text: torch.Tensor, video: torch.Tensor, video_mask: torch.Tensor):
         """text [B, Nq, D], video [B, Nv, D], video_mask [B, Nv] -> (g [B, Nq, 2D], A [B, Nq, Nv])."""
-        q = F.normalize(text.float(), dim=-1)  # Q̄: [B, Nq, D]
-        v = F.normalize(video.float(), dim=-1)  # V̄: [B, Nv, D]
-        similarity = q @ v.transpose(1, 2) / self.temperature  # A: [B, Nq, Nv]
-        similarity = similarity.masked_fill(~video_mask[:, None, :], float("-inf"))
-        g = torch.cat([q, torch.softmax(similarity, dim=-1) @ v], dim=-1)  # [B, Nq, 2D]
+        # In float32 even under bf16 autocast: cosines divided by τ = 0.2 span [-5, 5], and the
+        # alignment losses and the pooled visual features need them finer than bf16's 8 bits.
+        with torch.autocast(text.device.type, enabled=False):
+            q = F.normalize(text.float(), dim=-1)  # Q̄: [B, Nq, D]
+            v = F.normalize(video.float(), dim=-1)  # V̄: [B, Nv, D]
+            similarity = q @ v.transpose(1, 2) / self.temperature  # A: [B, Nq, Nv]
+            similarity = similarity.masked_fill(~video_mask[:, None, :], float("-inf"))
+            g = torch.cat([q, torch.softmax(similarity, dim=-1) @ v], dim=-1)  # [B, Nq, 2D]
         return g, similarity
 
 
@@ -341,10 +344,14 @@ class HierarchicalEncoder(nn.Module):
 
 
 def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """An LSTM over padded sequences [R, L, C] with real lengths [R] (>= 1): [R, L, H], zeros past each length."""
-    packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    outputs, _ = lstm(packed)
-    outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.shape[1])
+    """An LSTM over padded sequences [R, L, C] with real lengths [R] (>= 1): [R, L, H], zeros past each length.
+
+    In float32 even under autocast (which would run the gates' matmuls in bf16): a recurrence
+    compounds each step's rounding."""
+    with torch.autocast(inputs.device.type, enabled=False):
+        packed = pack_padded_sequence(inputs.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, _ = lstm(packed)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.shape[1])
     return outputs
 
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from common.atomic import atomic_path
 from common.devices import autocast_dtype, resolve_device
 from common.errors import InputError, PipelineError
-from extract.text import Vocabulary, load_word_vectors
+from extract.text import Vocabulary, vocabulary_with_vectors
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_checkpoint, save_checkpoint
 from hscnet.config import Config, config_from_dict, load_config, save_config
@@ -76,7 +76,7 @@ def learning_rate(config: Config, step: int, steps_per_epoch: int) -> float:
 
 
 def training_set(config: Config, paragraphs, store, vocab: Vocabulary, words) -> GroundingDataset:
-    """The training paragraphs as bin/train samples them (1 to max_sentences, in temporal order)."""
+    """The training paragraphs as bin/train samples them (1 to max_sentences, in annotation order)."""
     data = config.data
     return GroundingDataset(
         paragraphs,
@@ -147,8 +147,18 @@ def train(
         )
     train_words = tokenize_paragraphs(train_paragraphs)
     if checkpoint is None:
-        vocab = Vocabulary.build((s for p in train_words for s in p), config.text.min_count)
-        vectors = load_word_vectors(vocab, config.text.glove or None, config.text.cache_dir or None, config.train.seed)
+        # Validation and test captions lend their words (not their times) to the vocabulary: see
+        # vocabulary_with_vectors. The test file is read for its words only.
+        test_paragraphs = load_paragraphs(config.data.test, config.data.format) if config.data.test else []
+        others = [s for p in tokenize_paragraphs([*val_paragraphs, *test_paragraphs]) for s in p]
+        vocab, vectors = vocabulary_with_vectors(
+            (s for p in train_words for s in p),
+            others,
+            config.text.min_count,
+            config.text.glove or None,
+            config.text.cache_dir or None,
+            config.train.seed,
+        )
         log.info(vectors.report())
         word_vectors = torch.from_numpy(vectors.matrix)
         prior = SpanPrior.fit(train_paragraphs)
@@ -169,6 +179,7 @@ def train(
             data.max_words,
             missing_features=data.missing_features,
             source=str(data.val),
+            chunk_sentences=data.max_sentences,
         )
 
     model = build_model(config, word_vectors).to(device)

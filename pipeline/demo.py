@@ -28,7 +28,7 @@ from pipeline.extraction import run_extraction
 from pipeline.ground import format_table
 from pipeline.synthetic import DEMO_SHAPE, WorldShape, generate_world, plan_world, scene_clips
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pipeline.demo")  # not __name__: `python -m pipeline.demo` runs it as __main__
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -104,6 +104,7 @@ def run_demo(
     )
     example = splits["test"][0]
     video, paragraph = folder / "videos" / f"{example['video']}.mp4", folder / "paragraphs" / f"{example['video']}.txt"
+
     def ground() -> dict:
         result = Grounder.from_checkpoint(Path(config.run_dir) / "best.pt").ground(video, paragraph.read_text())
         print(format_table(result))

@@ -105,9 +105,7 @@ def run_extraction(
     if not todo:
         return summary
     started = time.time()
-    results = (
-        _with_ray(todo, settings, spec, workers, address) if use_ray else _in_process(todo, settings, spec)
-    )
+    results = _with_ray(todo, settings, spec, workers, address) if use_ray else _in_process(todo, settings, spec)
     bar = tqdm(total=len(todo), unit="video", desc="extracting", disable=not progress)
     try:
         for features, record in results:
@@ -129,7 +127,7 @@ def run_extraction(
 
 def extract_command(
     videos: str,
-    out: str,
+    out: str | None,
     config_path: str | None,
     flags: dict,
     workers: int | None = None,
@@ -141,6 +139,9 @@ def extract_command(
     prints the summary; exit code 0 only when every video succeeded."""
     from hscnet.config import dataclass_from_yaml
 
+    if out is None:
+        out = Path("features")
+        log.info(f"no --out given: the feature store is {out.resolve()}")
     settings = dataclass_from_yaml(ExtractSettings, config_path) if config_path else ExtractSettings()
     settings = replace(settings, **{name: value for name, value in flags.items() if value is not None})
     summary = run_extraction(videos, out, settings, workers, address, use_ray, progress)
@@ -177,8 +178,7 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
         threads = max(1, cpus // max(gpus, 1))
         actor_class = _actor_class(ray)
         actors = [
-            actor_class.options(num_gpus=1 if gpus else 0).remote(settings, spec, threads)
-            for _ in range(max(gpus, 1))
+            actor_class.options(num_gpus=1 if gpus else 0).remote(settings, spec, threads) for _ in range(max(gpus, 1))
         ]
         log.info(ray.get(actors[0].describe.remote()))
         pending: dict = {}

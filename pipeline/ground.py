@@ -21,6 +21,20 @@ log = logging.getLogger(__name__)
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "demo" / "run" / "best.pt"
 
 
+def default_checkpoint(runs: Path = Path("runs")) -> Path:
+    """The newest run under ./runs (its best.pt, else its last.pt), then the demo's."""
+    found = [run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt" for run in runs.glob("*/")]
+    found = [path for path in found if path.is_file()]
+    if found:
+        return max(found, key=lambda path: path.stat().st_mtime)
+    if DEMO_CHECKPOINT.is_file():
+        return DEMO_CHECKPOINT
+    raise InputError(
+        f"no --checkpoint given, no run under {runs.resolve()} and no demo checkpoint at {DEMO_CHECKPOINT}: "
+        "train one with bin/train, or run `make demo`"
+    )
+
+
 def read_paragraph(path: str | os.PathLike, sentences_per_line: bool) -> str | list[str]:
     path = Path(path)
     if not path.is_file():
@@ -43,9 +57,14 @@ def format_table(result: dict) -> str:
         lines.append(f"{i:>3} {sentence['start']:>7.1f} {sentence['end']:>7.1f}  {sentence['text']}")
         words = ", ".join(f"{w['word']} {w['start']:.1f}-{w['end']:.1f}" for w in sentence["words"])
         lines.append(f"{'':>19}  words: {words}")
+    if "chunks" in result:
+        sizes = ", ".join(str(len(chunk)) for chunk in result["chunks"])
+        lines.append(
+            f"{len(result['sentences'])} sentences, grounded in chunks of at most the trained length ({sizes})"
+        )
     if result["unknown_words"]:
         unknown = result["unknown_words"]
-        lines.append(f"{len(unknown)} words the model never saw in training: {', '.join(unknown)}")
+        lines.append(f"{len(unknown)} words neither training nor GloVe knows (read as unknown): {', '.join(unknown)}")
     return "\n".join(lines)
 
 
@@ -64,12 +83,8 @@ def ground_command(
 ) -> dict:
     """bin/ground: prints the table, writes what was asked for, returns the result dict."""
     if checkpoint is None:
-        if not DEMO_CHECKPOINT.is_file():
-            raise InputError(
-                f"no --checkpoint given and no demo checkpoint at {DEMO_CHECKPOINT}: run `make demo` "
-                "or train one with bin/train"
-            )
-        checkpoint = DEMO_CHECKPOINT
+        checkpoint = default_checkpoint()
+        log.info(f"no --checkpoint given: using {checkpoint}")
     paragraph = read_paragraph(paragraph_file, sentences_per_line)
     result = Grounder.from_checkpoint(checkpoint, weights=weights, pca=pca, device=device).ground(video, paragraph)
     print(format_table(result))

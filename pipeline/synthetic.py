@@ -46,6 +46,7 @@ COLOURS = {
     "cyan": (40, 205, 215),
 }
 SHAPES = ("circle", "square", "triangle")
+SHAPE_SIZES = (16.0, 24.0)  # a shape's half-width in pixels, drawn uniformly
 SIDES = ("left", "right", "top", "bottom")
 DIRECTIONS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 ENTER = ["comes in from the {side}", "enters from the {side}", "slides in from the {side}"]
@@ -194,7 +195,7 @@ def make_scene(video: str, rng: np.random.Generator, shape: WorldShape = DEMO_SH
 
 
 def _episode(colour: str, spare_colour: str, start: float, end: float, rng: np.random.Generator) -> Episode:
-    kind, size = str(rng.choice(SHAPES)), float(rng.uniform(16, 24))
+    kind, size = str(rng.choice(SHAPES)), float(rng.uniform(*SHAPE_SIZES))
     side_in, side_out = str(rng.choice(SIDES)), str(rng.choice(SIDES))
     action = str(rng.choice(list(ACT)))
     x, y = _inside(rng, size)

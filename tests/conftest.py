@@ -1,15 +1,25 @@
-"""Shared fixtures: the real data of ../shared/data, small feature stores, and one Ray session."""
+"""Shared fixtures and helpers: the real data of ../shared/data, small feature stores, one Ray session,
+solid-colour videos, a small demo world with a model trained on it, and proxy-feature training data."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from extract.extractor import ExtractSettings
 from extract.store import FeatureStore
+from hscnet.annotations import read_annotations
+from hscnet.config import load_config
+from hscnet.train import train
+from pipeline import synthetic
+from pipeline.extraction import run_extraction
+from pipeline.proxy import write_proxy_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,3 +66,81 @@ def ray_session():
     )
     yield ray
     ray.shutdown()
+
+
+def solid_frames(count: int, colour, size=(64, 96)) -> list[np.ndarray]:
+    frames = [np.zeros((*size, 3), np.uint8) for _ in range(count)]
+    for frame in frames:
+        frame[:] = colour
+    return frames
+
+
+@pytest.fixture(scope="session")
+def charades(shared_data):
+    return shared_data / "videos" / "charades.mp4"
+
+
+WORLD_CLIPS, SMALL = 40, synthetic.WorldShape(episodes=(2, 3), idle_at_ends=4.0, idle_between=4.0)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """Demo videos of about 40 C3D clips on disk, their features and a model trained on them for a moment."""
+    folder = tmp_path_factory.mktemp("world")
+    splits = synthetic.generate_world(folder, clips=WORLD_CLIPS, seed=3, progress=False, shape=SMALL)
+    summary = run_extraction(folder / "videos", folder / "features", ExtractSettings(), use_ray=False, progress=False)
+    assert not summary.failed
+    scenes = synthetic.plan_world(WORLD_CLIPS, seed=3, shape=SMALL)
+    assert summary.clips == sum(synthetic.scene_clips(scene) for scene in scenes) >= WORLD_CLIPS
+    paths = [f"data.{name}={folder / 'annotations' / f'{name}.jsonl'}" for name in ("train", "val", "test")]
+    config = load_config(
+        REPO / "configs" / "smoke.yaml",
+        [f"data.features={folder / 'features'}", *paths, f"run_dir={folder / 'run'}", "train.epochs=2"],
+    )
+    train(config, progress=False)
+    return folder, splits
+
+
+SMOKE = REPO / "configs" / "smoke.yaml"
+
+
+def write_jsonl(path, paragraphs):
+    path.write_text(
+        "".join(
+            json.dumps({"video": p.video, "duration": p.duration, "sentences": p.sentences, "timestamps": p.timestamps})
+            + "\n"
+            for p in paragraphs
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def proxy_data(shared_data, tmp_path_factory):
+    """96 real ActivityNet training paragraphs and 24 real val_2 chunks, with proxy features."""
+    folder = tmp_path_factory.mktemp("proxy")
+    train_paragraphs, _ = read_annotations(shared_data / "activitynet" / "train.json")
+    test_paragraphs, _ = read_annotations(shared_data / "activitynet" / "val_2_paragraphs.npy")
+    train_set, val_set = train_paragraphs[:96], test_paragraphs[:24]
+    write_proxy_store([train_set, val_set], folder / "features", progress=False)
+    return {
+        "features": folder / "features",
+        "train": write_jsonl(folder / "train.jsonl", train_set),
+        "val": write_jsonl(folder / "val.jsonl", val_set),
+    }
+
+
+def overrides(data, run_dir, *extra):
+    return [
+        f"data.features={data['features']}",
+        f"data.train={data['train']}",
+        f"data.val={data['val']}",
+        f"data.test={data['val']}",
+        "data.feature_dim=500",
+        f"run_dir={run_dir}",
+        *extra,
+    ]
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([str(REPO / "bin" / args[0]), *args[1:]], capture_output=True, text=True, cwd=REPO, **kwargs)

@@ -91,3 +91,23 @@ def test_glove_text_file_is_streamed_handles_spaces_and_case_and_is_cached(tmp_p
     assert second.missing == ["unseen"]
     with pytest.raises(InputError, match="GloVe file not found"):
         load_word_vectors(vocab, tmp_path / "absent.txt")
+
+
+def test_every_caption_word_glove_knows_is_in_the_vocabulary(shared_data):
+    from extract.text import vocabulary_with_vectors
+    from hscnet.annotations import read_annotations
+    from hscnet.data import tokenize_paragraphs
+
+    train, _ = read_annotations(shared_data / "activitynet" / "train.json")
+    test, _ = read_annotations(shared_data / "activitynet" / "val_2_paragraphs.npy")
+    train_words = [s for p in tokenize_paragraphs(train) for s in p]
+    test_words = [s for p in tokenize_paragraphs(test) for s in p]
+    only_in_test = {w for s in test_words for w in s} - {w for s in train_words for w in s}
+    vocab, vectors = vocabulary_with_vectors(train_words, test_words)
+    borrowed = [w for w in vocab.words if w in only_in_test]
+    assert len(only_in_test) == 1583 and len(borrowed) == 1342  # the rest GloVe lacks: unknown
+    packaged = load_word_vectors(Vocabulary([PAD, UNK, *borrowed[:5]]))
+    np.testing.assert_array_equal(vectors.matrix[vocab.encode(borrowed[:5])], packaged.matrix[2:])
+    assert not set(vectors.missing) & only_in_test  # random vectors only for training words GloVe lacks
+    lacking = sorted(only_in_test - set(borrowed))
+    assert vocab.encode(lacking[:3]) == [1, 1, 1]

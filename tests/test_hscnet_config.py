@@ -51,7 +51,14 @@ def test_shipped_configs_load():
     from extract.extractor import ExtractSettings
 
     training = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "extract.yaml")
-    assert [p.name for p in training] == ["activitynet.yaml", "demo.yaml", "smoke.yaml", "tacos.yaml"]
+    assert [p.name for p in training] == [
+        "activitynet.yaml",
+        "demo.yaml",
+        "own-large.yaml",
+        "own-small.yaml",
+        "smoke.yaml",
+        "tacos.yaml",
+    ]
     for path in training:
         assert isinstance(load_config(path), Config), path
     assert dataclass_from_yaml(ExtractSettings, REPO / "configs" / "extract.yaml") == ExtractSettings()

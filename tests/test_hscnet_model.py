@@ -11,7 +11,7 @@ import torch
 from hscnet.config import Config
 from hscnet.data import Batch, collate
 from hscnet.losses import total_loss
-from hscnet.model import build_model
+from hscnet.model import SemanticAggregation, build_model, run_lstm
 
 VOCAB = 40
 
@@ -209,3 +209,16 @@ def test_a_tiny_batch_is_overfitted():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.1 * first, f"loss fell only from {first:.3f} to {loss.item():.3f}"
+
+
+def test_eq5_and_the_lstms_run_in_float32_under_bf16_autocast():
+    aggregate = SemanticAggregation(temperature=0.2)
+    text, video = torch.randn(2, 3, 16), torch.randn(2, 10, 16)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g, similarity = aggregate(text, video, mask)
+        lstm = torch.nn.LSTM(16, 8, batch_first=True)
+        states = run_lstm(lstm, torch.randn(2, 5, 16).bfloat16(), torch.tensor([5, 3]))
+    assert g.dtype == similarity.dtype == states.dtype == torch.float32
+    exact, _ = aggregate(text, video, mask)
+    torch.testing.assert_close(g, exact)

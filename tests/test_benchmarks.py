@@ -1,0 +1,41 @@
+"""benchmarks/: the GPU script parses and its Python parts run on a CPU; the model path stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+def test_the_gpu_script_parses_and_its_python_parts_import():
+    assert subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "gpu.sh")]).returncode == 0
+    for script in ("gpu_extract.py", "model_step.py"):
+        result = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True, text=True, cwd=REPO
+        )
+        assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+
+
+def test_the_model_and_c3d_paths_import_neither_ray_nor_spacy_nor_pyav():
+    # The GPU machines have none of the three: the GPU script's model and C3D paths must not need them.
+    code = (
+        "import sys, hscnet, hscnet.model, hscnet.losses, hscnet.data, extract.c3d\n"
+        "print(sorted(m for m in ('ray', 'spacy', 'av') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_the_gpu_extraction_script_runs_on_a_cpu():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu_extract.py", "--device", "cpu", "--copies", "2", "--seconds", "2",
+         "--workers", "1", "--batch-size", "4"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith("pipeline / the slower stage alone, ratio: ")
+    assert any(line.startswith("bound by ") for line in lines)

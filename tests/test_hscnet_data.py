@@ -1,0 +1,139 @@
+"""hscnet/data.py on real paragraphs: datasets, sampling, batches, loaders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import REPO, write_feature_store
+
+from common.errors import InputError
+from extract.text import Vocabulary
+from hscnet.annotations import read_annotations
+from hscnet.config import load_config
+from hscnet.data import EpochSampler, GroundingDataset, chunks, collate, make_loader, tokenize_paragraphs
+
+
+@pytest.fixture
+def val2_sample(shared_data, tmp_path):
+    paragraphs, _ = read_annotations(shared_data / "activitynet" / "val_2_paragraphs.npy")
+    paragraphs = paragraphs[:48]
+    store = write_feature_store(tmp_path / "store", {p.video: 40 + i for i, p in enumerate(paragraphs)}, dim=500)
+    words = tokenize_paragraphs(paragraphs)
+    vocab = Vocabulary.build(s for p in words for s in p)
+    return paragraphs, store, vocab, words
+
+
+def test_batches_have_the_shapes_and_masks_the_model_needs(val2_sample):
+    paragraphs, store, vocab, words = val2_sample
+    dataset = GroundingDataset(paragraphs, store, vocab, num_clips=256, feature_dim=500, max_words=64, words=words)
+    items = [dataset[i] for i in range(8)]
+    batch = collate(items)
+    ns = [len(p.sentences) for p in paragraphs[:8]]
+    nw = [sum(len(s) for s in w) for w in words[:8]]
+    assert batch.video.shape == (8, 256, 500) and batch.video_mask.all()
+    assert batch.words.shape == (8, max(nw)) and batch.word_mask.sum(1).tolist() == nw
+    assert batch.sentence_mask.sum(1).tolist() == ns
+    assert batch.sentence_words.shape == (8, max(ns), max(len(s) for w in words[:8] for s in w))
+    for b in range(8):
+        for i in range(ns[b]):
+            index = batch.sentence_words[b, i][batch.sentence_word_mask[b, i]]
+            assert (batch.word_sentence[b, index] == i).all()
+            assert batch.words[b, index].tolist() == vocab.encode(words[b][i])
+        real = batch.spans[b, : ns[b]]
+        expected = torch.tensor(paragraphs[b].timestamps, dtype=torch.float32) / paragraphs[b].duration
+        torch.testing.assert_close(real, expected)
+        assert batch.paragraph_span[b].tolist() == pytest.approx([real[:, 0].min().item(), real[:, 1].max().item()])
+    assert (batch.words[~batch.word_mask] == 0).all()
+    norms = batch.video[0].norm(dim=1)
+    assert (norms <= 1.0 + 1e-5).all() and (norms > 0.05).all()
+
+
+def test_training_samples_at_most_eight_sentences_in_annotation_order(shared_data, tmp_path):
+    paragraphs, _ = read_annotations(shared_data / "activitynet" / "train.json")
+    long_ones = [p for p in paragraphs if len(p.sentences) > 8][:10]
+    unordered = [p for p in paragraphs if p.timestamps != sorted(p.timestamps)]
+    assert len(unordered) == 544  # training paragraphs not in time order as annotated (546 before cleaning)
+    chosen = long_ones + unordered[:20]
+    store = write_feature_store(tmp_path / "store", {p.video: 30 for p in chosen}, dim=16)
+    words = tokenize_paragraphs(chosen)
+    vocab = Vocabulary.build(s for p in words for s in p)
+    dataset = GroundingDataset(chosen, store, vocab, 32, 16, max_words=64, max_sentences=8, seed=3, words=words)
+    counts, shown_out_of_time_order = set(), 0
+    for index in range(len(dataset)):
+        item = dataset[(index, 0)]
+        picked = item["meta"]["sentence_index"]
+        assert 1 <= len(picked) <= 8 and picked == sorted(picked)  # annotation order, as the test reads
+        starts = item["spans"][:, 0]
+        shown_out_of_time_order += bool((starts[1:] < starts[:-1]).any())
+        counts.add(len(picked))
+        again = dataset[(index, 0)]
+        assert again["meta"]["sentence_index"] == picked
+    assert shown_out_of_time_order > 0  # what sorting by time used to hide
+    assert len(counts) > 2  # the count itself is sampled, as the VPG peers train
+    epochs = [dataset[(0, epoch)]["meta"]["sentence_index"] for epoch in range(6)]
+    assert len({tuple(e) for e in epochs}) > 1
+    # A whole non-temporal paragraph, collated: its sentences stay as annotated.
+    full = GroundingDataset(unordered[:1], store, vocab, 32, 16, max_words=64, words=words[10:11])
+    batch = collate([full[0]])
+    expected = torch.tensor(unordered[0].timestamps, dtype=torch.float32) / unordered[0].duration
+    torch.testing.assert_close(batch.spans[0], expected)
+
+
+def test_sampler_skips_the_samples_a_resumed_run_has_already_seen():
+    full = list(EpochSampler(20, seed=1, epoch=2))
+    assert sorted(i for i, _ in full) == list(range(20)) and {e for _, e in full} == {2}
+    assert list(EpochSampler(20, seed=1, epoch=2, skip=7)) == full[7:]
+    assert list(EpochSampler(20, seed=1, epoch=3)) != full
+
+
+def test_truncation_is_counted(val2_sample):
+    paragraphs, store, vocab, words = val2_sample
+    dataset = GroundingDataset(paragraphs, store, vocab, 64, 500, max_words=5, words=words)
+    expected = sum(len(s) > 5 for p in words for s in p)
+    assert dataset.report.truncated_sentences == expected > 0
+    assert all(len(s) <= 5 for item in dataset.items for s in item.word_ids)
+
+
+def test_missing_features_are_an_error_or_skipped_and_counted(val2_sample, tmp_path):
+    paragraphs, _, vocab, words = val2_sample
+    partial = write_feature_store(tmp_path / "partial", {p.video: 10 for p in paragraphs[:40]}, dim=500)
+    missing = list(dict.fromkeys(p.video for p in paragraphs[40:] if p.video not in partial))
+    with pytest.raises(InputError, match=rf"{len(missing)} of \d+ videos have no features .*first: {missing[0]}"):
+        GroundingDataset(paragraphs, partial, vocab, 64, 500, 64, source="val_2", words=words)
+    skipped = GroundingDataset(paragraphs, partial, vocab, 64, 500, 64, missing_features="skip", words=words)
+    assert len(skipped.report.skipped_videos) == sum(p.video not in partial for p in paragraphs)
+    assert len(skipped) == sum(p.video in partial for p in paragraphs)
+
+
+def test_a_wrong_feature_dimension_names_the_file(val2_sample):
+    paragraphs, store, vocab, words = val2_sample
+    with pytest.raises(
+        InputError, match=rf"{paragraphs[0].video}\.npy: features of shape \(40, 500\), expected \[clips, 4096\]"
+    ):
+        GroundingDataset(paragraphs, store, vocab, 64, 4096, 64, words=words)
+
+
+def test_loader_workers_default_to_in_process_on_cpu_and_refuse_nonsense():
+    config = load_config(REPO / "configs" / "activitynet.yaml")
+    assert config.data.num_workers == -1
+    dataset = list(range(4))
+    assert make_loader(dataset, 2, config.data.num_workers, device=torch.device("cpu")).num_workers == 0
+    assert make_loader(dataset, 2, config.data.num_workers, device=torch.device("cuda")).num_workers == 2
+    assert make_loader(dataset, 2, 1, device=torch.device("cpu")).num_workers == 1
+    with pytest.raises(InputError, match=r"data\.num_workers is -2"):
+        make_loader(dataset, 2, -2)
+
+
+def test_evaluation_reads_a_long_paragraph_in_chunks_of_the_trained_length(shared_data, tmp_path):
+    paragraphs, _ = read_annotations(shared_data / "activitynet" / "val_1.json")
+    longest = max(paragraphs, key=lambda p: len(p.sentences))
+    long_ones = [p for p in paragraphs if len(p.sentences) > 8]
+    assert len(long_ones) == 93 and len(longest.sentences) == 25  # val_1's 9- to 25-sentence paragraphs
+    assert [len(part) for part in chunks(25, 8)] == [6, 6, 6, 7] and [len(p) for p in chunks(8, 8)] == [8]
+    store = write_feature_store(tmp_path / "store", {longest.video: 20}, dim=16)
+    words = tokenize_paragraphs([longest])
+    vocab = Vocabulary.build(s for p in words for s in p)
+    dataset = GroundingDataset([longest], store, vocab, 32, 16, max_words=64, words=words, chunk_sentences=8)
+    assert [len(item.texts) for item in dataset.items] == [6, 6, 6, 7]
+    assert [t for item in dataset.items for t in item.texts] == longest.sentences
+    assert dataset.report.chunked_paragraphs == 1

@@ -1,0 +1,38 @@
+"""hscnet/evaluate.py: bin/eval's table beside the prior, and its files."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import SMOKE, cli, overrides
+
+from hscnet.annotations import read_annotations
+from hscnet.config import load_config
+from hscnet.train import train
+
+
+def test_bin_eval_prints_the_table_beside_the_prior_and_writes_json(proxy_data, tmp_path):
+    config = load_config(SMOKE, overrides(proxy_data, tmp_path / "run", "train.epochs=1"))
+    train(config, progress=False)
+    result = cli(
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "run" / "best.pt"),
+        "--json",
+        str(tmp_path / "m.json"),
+        "--predictions",
+        str(tmp_path / "p.jsonl"),
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    sentences = sum(len(p.sentences) for p in read_annotations(proxy_data["val"])[0])
+    assert lines[0] == f"val.jsonl: 24 paragraphs, {sentences} sentences (test split)"
+    assert lines[1].split() == ["R@0.3", "R@0.5", "R@0.7", "mIoU"]
+    assert lines[2].startswith("HSCNet") and lines[3].startswith("dataset prior")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["sentences"] == sentences and 0 <= metrics["metrics"]["mIoU"] <= 1 and "mIoU" in metrics["prior"]
+    assert f"{100 * metrics['prior']['mIoU']:.2f}" in lines[3]
+    predictions = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(predictions) == 24 and len(predictions[0]["predicted"]) == len(predictions[0]["sentences"])
+    assert all(0 <= s <= e <= p["duration"] for p in predictions for s, e in p["predicted"])

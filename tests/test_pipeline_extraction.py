@@ -1,0 +1,90 @@
+"""pipeline/extraction.py: bin/extract's stage over many videos, with Ray and without."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from conftest import solid_frames
+
+from common.errors import InputError
+from extract.extractor import ExtractSettings, extract_video
+from extract.store import FeatureStore
+from pipeline.extraction import extract_command, run_extraction
+from pipeline.synthetic import write_video
+
+
+@pytest.mark.slow
+def test_ray_extraction_records_failures_resumes_and_matches_the_plain_function(tmp_path, ray_session):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "green.mp4", solid_frames(40, (20, 200, 20)), fps=10)
+    write_video(videos / "blue.webm", solid_frames(20, (20, 20, 200)), fps=10, codec="libvpx-vp9")
+    (videos / "corrupt.mp4").write_bytes(b"\x00garbage" * 50)
+    (videos / "empty.avi").write_bytes(b"")
+    settings = ExtractSettings(batch_size=4)
+    summary = run_extraction(videos, tmp_path / "store", settings, progress=False)
+    assert sorted(summary.done) == ["blue", "green"] and summary.clips == 3
+    assert set(summary.failed) == {"corrupt", "empty"} and "empty file" in summary.failed["empty"]
+    assert "failed 2" in summary.report() and "corrupt: " in summary.report()
+    store = FeatureStore(tmp_path / "store")
+    assert store.ids() == {"blue", "green"} and store.read("green").shape == (2, 4096)
+    records = {r.video_id: r for r in store.records().values()}
+    assert records["green"].status == "ok" and records["green"].num_frames == 40
+    assert records["green"].spec == settings.spec() and records["green"].spec.weights == "random"
+    assert records["corrupt"].status == "failed" and records["corrupt"].error
+    lines = (tmp_path / "store" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(line)["video_id"] for line in lines)
+
+    # The same features without Ray.
+    plain, _ = extract_video(videos / "green.mp4", "green", settings.encoder().encode, settings.spec())
+    np.testing.assert_array_equal(plain, store.read("green"))
+
+    # A rerun skips what is done and retries what failed.
+    (videos / "empty.avi").unlink()
+    rerun = run_extraction(videos, tmp_path / "store", settings, use_ray=False, progress=False)
+    assert sorted(rerun.skipped) == ["blue", "green"] and rerun.done == [] and set(rerun.failed) == {"corrupt"}
+    with pytest.raises(InputError, match=r"other settings \(stride 16 -> 8\)"):
+        run_extraction(videos, tmp_path / "store", ExtractSettings(stride=8), use_ray=False)
+
+
+def test_two_videos_with_the_same_name_are_refused(tmp_path):
+    for folder in ["a", "b"]:
+        (tmp_path / folder).mkdir()
+        write_video(tmp_path / folder / "same.mp4", solid_frames(16, (9, 9, 9)), fps=10)
+    with pytest.raises(InputError, match=r"same\.mp4 and .*same\.mp4 have the same name \(same\)"):
+        run_extraction(tmp_path, tmp_path / "store", ExtractSettings(), use_ray=False, progress=False)
+    assert not (tmp_path / "store" / "same.npy").exists()
+
+
+def test_an_extract_config_gives_defaults_and_flags_win(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "grey.mp4", solid_frames(20, (99, 99, 99)), fps=10)
+    (tmp_path / "extract.yaml").write_text("stride: 4\nlayer: pool5\n")
+    flags = {"stride": None, "layer": None}
+    assert (
+        extract_command(videos, tmp_path / "a", str(tmp_path / "extract.yaml"), flags, use_ray=False, progress=False)
+        == 0
+    )
+    assert FeatureStore(tmp_path / "a").read("grey").shape == ((20 - 16) // 4 + 1, 8192)
+    flags = {"stride": 16, "layer": None}
+    assert (
+        extract_command(videos, tmp_path / "b", str(tmp_path / "extract.yaml"), flags, use_ray=False, progress=False)
+        == 0
+    )
+    assert FeatureStore(tmp_path / "b").read("grey").shape == (1, 8192)
+    assert "extracted 1, skipped 0" in capsys.readouterr().out
+
+
+def test_without_out_the_store_is_features_in_the_current_folder(tmp_path, monkeypatch, caplog):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "grey.mp4", solid_frames(16, (99, 99, 99)), fps=10)
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="pipeline")
+    assert extract_command("videos", None, None, {}, use_ray=False, progress=False) == 0
+    assert FeatureStore(tmp_path / "features").read("grey").shape == (1, 4096)
+    assert f"no --out given: the feature store is {tmp_path / 'features'}" in caplog.text

@@ -1,0 +1,134 @@
+"""pipeline/ground.py: bin/ground on generated video, its outputs and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from common.errors import InputError
+from hscnet.annotations import Paragraph
+from hscnet.config import load_config
+from hscnet.grounder import Grounder
+from hscnet.train import train
+from pipeline.ground import ground_command
+from pipeline.proxy import write_proxy_store
+
+
+def test_ground_gives_valid_json_for_every_sentence_and_word(small_world, tmp_path):
+    folder, splits = small_world
+    video = splits["test"][0]["video"]
+    result = ground_command(
+        folder / "videos" / f"{video}.mp4",
+        folder / "paragraphs" / f"{video}.txt",
+        checkpoint=folder / "run" / "last.pt",
+        json_out=str(tmp_path / "g.json"),
+        plot_out=str(tmp_path / "g.png"),
+    )
+    assert json.loads((tmp_path / "g.json").read_text()) == result
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    duration = result["duration"]
+    assert duration == pytest.approx(splits["test"][0]["duration"], abs=0.2)
+    assert 0 <= result["paragraph"]["start"] <= result["paragraph"]["end"] <= duration
+    expected = splits["test"][0]["sentences"]
+    assert [s["text"] for s in result["sentences"]] == expected
+    for sentence, text in zip(result["sentences"], expected, strict=True):
+        assert 0 <= sentence["start"] <= sentence["end"] <= duration
+        words = [w["word"] for w in sentence["words"]]
+        assert words == [w for w in text.lower().replace(",", " ").replace(";", " ").replace(".", " ").split()]
+        assert all(0 <= w["start"] <= w["end"] <= duration for w in sentence["words"])
+    assert result["unknown_words"] == sorted(result["unknown_words"])
+
+
+def test_ground_errors_are_one_clear_line(small_world, tmp_path):
+    folder, splits = small_world
+    video = folder / "videos" / f"{splits['test'][0]['video']}.mp4"
+    paragraph = folder / "paragraphs" / f"{splits['test'][0]['video']}.txt"
+    checkpoint = folder / "run" / "last.pt"
+    grounder = Grounder.from_checkpoint(checkpoint)
+    (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    with pytest.raises(InputError, match=r"missing\.mp4: video file not found"):
+        grounder.ground(tmp_path / "missing.mp4", paragraph.read_text())
+    with pytest.raises(InputError, match=r"broken\.mp4: cannot decode"):
+        grounder.ground(tmp_path / "broken.mp4", paragraph.read_text())
+    with pytest.raises(InputError, match=r"empty\.txt: empty paragraph"):
+        ground_command(video, tmp_path / "empty.txt", checkpoint=checkpoint)
+    with pytest.raises(InputError, match=r"--weights .* would not match"):
+        Grounder.from_checkpoint(checkpoint, weights=str(paragraph))
+
+    # A checkpoint trained on other features (here: proxy features) is refused.
+    paragraphs = [json.loads(line) for line in (folder / "annotations" / "train.jsonl").read_text().splitlines()]
+    write_proxy_store(
+        [[Paragraph(p["video"], p["duration"], p["sentences"], p["timestamps"]) for p in paragraphs]],
+        tmp_path / "proxy",
+        dim=4096,
+        progress=False,
+    )
+    config = load_config(
+        REPO / "configs" / "smoke.yaml",
+        [
+            f"data.features={tmp_path / 'proxy'}",
+            f"data.train={folder / 'annotations' / 'train.jsonl'}",
+            "data.val=",
+            "data.test=",
+            f"run_dir={tmp_path / 'proxy-run'}",
+            "train.epochs=1",
+        ],
+    )
+    train(config, progress=False)
+    with pytest.raises(InputError, match=r"trained on proxy features, which bin/ground cannot extract"):
+        Grounder.from_checkpoint(tmp_path / "proxy-run" / "last.pt")
+
+
+@pytest.mark.slow
+def test_bin_ground_prints_the_table(small_world):
+    folder, splits = small_world
+    video = splits["test"][0]["video"]
+    result = subprocess.run(
+        [
+            str(REPO / "bin" / "ground"),
+            str(folder / "videos" / f"{video}.mp4"),
+            str(folder / "paragraphs" / f"{video}.txt"),
+            "--checkpoint",
+            str(folder / "run" / "last.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{video}.mp4 (") and "paragraph" in lines[0]
+    assert lines[1].split() == ["#", "start", "end", "sentence"]
+    assert sum(line.strip().startswith("words:") for line in lines) == len(splits["test"][0]["sentences"])
+    missing = subprocess.run(
+        [str(REPO / "bin" / "ground"), "nope.mp4", "nope.txt", "--checkpoint", str(folder / "run" / "last.pt")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.txt: paragraph file not found"
+
+
+def test_without_a_checkpoint_the_newest_run_is_used_then_the_demos(tmp_path, monkeypatch):
+    from pipeline import ground
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ground, "DEMO_CHECKPOINT", tmp_path / "demo" / "run" / "best.pt")
+    with pytest.raises(InputError, match=r"no --checkpoint given, no run under .*runs and no demo checkpoint"):
+        ground.default_checkpoint()
+    ground.DEMO_CHECKPOINT.parent.mkdir(parents=True)
+    ground.DEMO_CHECKPOINT.write_bytes(b"demo")
+    assert ground.default_checkpoint() == ground.DEMO_CHECKPOINT
+    for age, (run, name) in enumerate([("new", "last.pt"), ("old", "best.pt"), ("old", "last.pt")]):
+        (tmp_path / "runs" / run).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "runs" / run / name).write_bytes(b"x")
+        os.utime(tmp_path / "runs" / run / name, (1e9 - age * 1000, 1e9 - age * 1000))
+    assert ground.default_checkpoint() == Path("runs") / "new" / "last.pt"  # no best.pt there yet
+    os.utime(tmp_path / "runs" / "old" / "best.pt", (2e9, 2e9))
+    assert ground.default_checkpoint() == Path("runs") / "old" / "best.pt"
