@@ -27,12 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from extract.c3d import ClipEncoder, cpu_has_native_bf16
+from extract.c3d import cpu_has_native_bf16
 from extract.extractor import ExtractSettings
 from extract.video import decode_clips, probe
 from pipeline.extraction import run_extraction
@@ -71,8 +72,9 @@ def modes(device: str) -> list[tuple[str, str]]:
 
 def c3d_rates(pairs, clips: np.ndarray, batch_size: int, device: str, rounds: int = 3) -> dict[str, float]:
     """Clips/s of each mode on the same clips: rounds of every mode in turn, the best round each."""
+    settings = ExtractSettings(batch_size=batch_size, device=device)
     encoders = {
-        f"{precision} {layout}": ClipEncoder(precision=precision, layout=layout, batch_size=batch_size, device=device)
+        f"{precision} {layout}": replace(settings, precision=precision).encoder(layout)
         for precision, layout in pairs
     }
     best = dict.fromkeys(encoders, float("inf"))

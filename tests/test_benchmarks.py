@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,3 +40,17 @@ def test_the_gpu_extraction_script_runs_on_a_cpu():
     lines = result.stdout.splitlines()
     assert lines[-1].startswith("pipeline / the slower stage alone, ratio: ")
     assert any(line.startswith("bound by ") for line in lines)
+
+
+@pytest.mark.slow
+def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/extract_speed.py", "--copies", "1", "--skip-memory", "--sample-clips", "8"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+        env={**os.environ, "HSCNET_SHARED_DATA": str(shared_data)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("CPU: ") and "native bf16" in lines[0]
+    assert any(line.startswith("C3D forward alone, fp32 channels_last_3d: ") for line in lines)
+    assert lines[-1].startswith("pipeline / best C3D alone clips per second, ratio: ")
