@@ -45,7 +45,8 @@ def test_the_gpu_extraction_script_runs_on_a_cpu():
 @pytest.mark.slow
 def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
     result = subprocess.run(
-        [sys.executable, "benchmarks/extract_speed.py", "--copies", "1", "--skip-memory", "--sample-clips", "8"],
+        [sys.executable, "benchmarks/extract_speed.py", "--copies", "1", "--skip-memory", "--sample-clips", "8",
+         "--rounds", "1"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
         env={**os.environ, "HSCNET_SHARED_DATA": str(shared_data)},
     )  # fmt: skip
