@@ -20,6 +20,7 @@ sentence in its paragraph from giving its time away (bin/eval's dataset prior me
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -32,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import atomic
+from common.errors import InputError
 from extract.video import clip_count
 
 WIDTH, HEIGHT, FPS = 192, 144, 8
@@ -327,6 +329,16 @@ def generate_world(
 ) -> dict[str, list[dict]]:
     """Write videos holding about `clips` C3D clips, with their paragraphs; returns the paragraphs of each split."""
     folder = Path(folder)
+    # Videos already written are kept (a rerun resumes), so they must be of the same world.
+    made = {"clips": clips, "seed": seed, "fps": FPS, "shape": dataclasses.asdict(shape)}
+    record = folder / "world.json"
+    if (folder / "videos").is_dir() and (
+        not record.is_file() or json.loads(record.read_text()) != json.loads(json.dumps(made))
+    ):
+        raise InputError(
+            f"{folder}: holds a demo world of other settings or of an earlier version; remove it (make clean-demo)"
+        )
+    atomic.write_json(record, made)
     scenes = plan_world(clips, seed, shape)
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for index, scene in enumerate(tqdm(scenes, desc="demo videos", unit="video", disable=not progress)):

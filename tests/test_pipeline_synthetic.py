@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from common.errors import InputError
 from extract.video import probe
 from pipeline import synthetic
 
@@ -57,3 +58,16 @@ def test_the_world_has_disjoint_splits_of_real_videos(small_world):
         assert text == " ".join(paragraph["sentences"])
     lines = (folder / "annotations" / "train.jsonl").read_text().splitlines()
     assert [json.loads(line)["video"] for line in lines] == [p["video"] for p in splits["train"]]
+
+
+def test_a_folder_of_another_world_is_refused_not_mixed(tmp_path):
+    tiny = synthetic.WorldShape(episodes=(2, 2), idle_at_ends=2.0, idle_between=2.0)
+    synthetic.generate_world(tmp_path, clips=5, seed=1, progress=False, shape=tiny)
+    videos = sorted(p.name for p in (tmp_path / "videos").iterdir())
+    synthetic.generate_world(tmp_path, clips=5, seed=1, progress=False, shape=tiny)  # a rerun resumes
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == videos
+    with pytest.raises(InputError, match=r"holds a demo world of other settings .* \(make clean-demo\)"):
+        synthetic.generate_world(tmp_path, clips=5, seed=2, progress=False, shape=tiny)
+    (tmp_path / "world.json").unlink()  # a world of an earlier version had no record
+    with pytest.raises(InputError, match="an earlier version"):
+        synthetic.generate_world(tmp_path, clips=5, seed=1, progress=False, shape=tiny)
