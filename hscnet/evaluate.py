@@ -19,12 +19,15 @@ from tqdm import tqdm
 from common import atomic
 from common.devices import autocast_dtype, resolve_device
 from common.errors import InputError
+from extract.store import FeatureStore, video_id_for
+from extract.video import list_videos
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_model
 from hscnet.data import GroundingDataset, make_loader
 from hscnet.features import open_features
 from hscnet.metrics import grounding_metrics
 from hscnet.prior import prior_predictions
+from hscnet.report import write_eval_pages
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,9 @@ def predict(
     """Ground every paragraph of `dataset`: one dict per paragraph, times in seconds.
 
     `{"video", "duration", "sentences", "timestamps" (ground truth), "predicted"}`, sentences in
-    annotation order. Predicted spans are clipped to the video.
+    annotation order, and for report pages "words" (each sentence's tokens as the model read them),
+    "predicted_words" (their spans T~^W) and "predicted_paragraph" (T~^P), where the model has those
+    decoders. Predicted spans are clipped to the video.
     """
     was_training = model.training
     model.eval()
@@ -51,18 +56,27 @@ def predict(
     loader = make_loader(dataset, batch_size, num_workers, device=device)
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            spans = model(batch.to(device)).final.float().clamp(0.0, 1.0).cpu().numpy()
+            output = model(batch.to(device))
+        spans = output.final.float().clamp(0.0, 1.0).cpu().numpy()  # [B, Ns, 2]
+        words = output.word.float().clamp(0.0, 1.0).cpu().numpy() if output.word is not None else None  # [B, Ns, M, 2]
+        paragraph = output.paragraph.float().clamp(0.0, 1.0).cpu().numpy() if output.paragraph is not None else None
         for b, meta in enumerate(batch.meta):
-            count = len(meta["texts"])
-            results.append(
-                {
-                    "video": meta["video"],
-                    "duration": meta["duration"],
-                    "sentences": meta["texts"],
-                    "timestamps": meta["timestamps"],
-                    "predicted": (spans[b, :count] * meta["duration"]).tolist(),
-                }
-            )
+            count, duration = len(meta["texts"]), meta["duration"]
+            entry = {
+                "video": meta["video"],
+                "duration": duration,
+                "sentences": meta["texts"],
+                "timestamps": meta["timestamps"],
+                "predicted": (spans[b, :count] * duration).tolist(),
+                "words": meta["words"],
+            }
+            if words is not None:
+                entry["predicted_words"] = [
+                    (words[b, k, : len(tokens)] * duration).tolist() for k, tokens in enumerate(meta["words"])
+                ]
+            if paragraph is not None:
+                entry["predicted_paragraph"] = (paragraph[b] * duration).tolist()
+            results.append(entry)
     model.train(was_training)
     return results
 
@@ -71,6 +85,53 @@ def score(predictions: list[dict], thresholds: Sequence[float]) -> dict[str, flo
     predicted = [span for p in predictions for span in p["predicted"]]
     truth = [span for p in predictions for span in p["timestamps"]]
     return grounding_metrics(np.asarray(predicted), np.asarray(truth), thresholds)
+
+
+def report_results(predictions: list[dict]) -> list[tuple[dict, list[list[float]]]]:
+    """The predictions of `predict` per video, in the layout of `bin/ground --json` (the chunks of a
+    paragraph joined in order), each with its true spans: what `hscnet.report` draws."""
+    by_video: dict[str, list[dict]] = {}
+    for entry in predictions:
+        by_video.setdefault(entry["video"], []).append(entry)
+    reports = []
+    for video, entries in by_video.items():
+        sentences, truth, paragraph_spans = [], [], []
+        for entry in entries:
+            for k, (text, span) in enumerate(zip(entry["sentences"], entry["predicted"], strict=True)):
+                tokens = entry["words"][k]
+                word_spans = entry["predicted_words"][k] if "predicted_words" in entry else [span] * len(tokens)
+                words = [
+                    {"word": word, "start": round(ws[0], 3), "end": round(ws[1], 3)}
+                    for word, ws in zip(tokens, word_spans, strict=True)
+                ]
+                sentences.append({"text": text, "start": round(span[0], 3), "end": round(span[1], 3), "words": words})
+            truth += entry["timestamps"]
+            paragraph_spans.append(
+                entry.get("predicted_paragraph")
+                or [min(s[0] for s in entry["predicted"]), max(s[1] for s in entry["predicted"])]
+            )
+        result = {
+            "video": video,
+            "duration": entries[0]["duration"],
+            "paragraph": {
+                "start": round(min(s for s, _ in paragraph_spans), 3),
+                "end": round(max(e for _, e in paragraph_spans), 3),
+            },
+            "sentences": sentences,
+            "unknown_words": [],
+        }
+        reports.append((result, truth))
+    return reports
+
+
+def video_files(store, videos: str | None) -> dict[str, Path]:
+    """Where each evaluated video's file is: in the folder `videos` (by file stem), else where the feature
+    store's manifest says it was extracted from (released HDF5 features name no files)."""
+    if videos:
+        return {video_id_for(path): path for path in list_videos(videos)}
+    if isinstance(store, FeatureStore):
+        return {video: Path(record.source) for video, record in store.records().items() if record.source}
+    return {}
 
 
 def results_table(rows: dict[str, dict[str, float]]) -> str:
@@ -92,8 +153,11 @@ def evaluate_checkpoint(
     predictions_out: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    html_dir: str | None = None,
+    videos: str | None = None,
 ) -> dict:
-    """bin/eval: the paper's Table 1 row for a split, and the prior baseline's beside it."""
+    """bin/eval: the paper's Table 1 row for a split, and the prior baseline's beside it; with `html_dir`,
+    a report page per video and an index of them, the worst first (`hscnet.report`)."""
     torch_device = resolve_device(device)
     trained = load_model(checkpoint, torch_device)
     config = trained.config
@@ -145,4 +209,15 @@ def evaluate_checkpoint(
         atomic.write_json(json_out, result)
     if predictions_out:
         atomic.write_text(predictions_out, "".join(json.dumps(p) + "\n" for p in predictions))
+    if html_dir:
+        files = video_files(store, videos)
+        reports = report_results(predictions)
+        found = sum(result["video"] in files and files[result["video"]].is_file() for result, _ in reports)
+        heading = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name} on {Path(annotation_path).name} ({split})"
+        facts = " · ".join(
+            [f"{sentences} sentences"]
+            + [f"{label} mIoU {100 * metrics['mIoU']:.2f}" for label, metrics in rows.items()]
+        )
+        index = write_eval_pages(reports, html_dir, files, heading, facts)
+        print(f"report pages of {len(reports)} videos ({found} with their video) under {html_dir}: open {index}")
     return result

@@ -91,10 +91,24 @@ def run_extraction(
     use_ray: bool = True,
     progress: bool = True,
 ) -> Summary:
-    """bin/extract: extract every video of `videos` into the store `out`; see the module docstring."""
+    """bin/extract: extract every video of `videos` (a folder or a list file) into the store `out`; see the
+    module docstring."""
     paths = list_videos(videos)
     if not paths:
         raise InputError(f"{videos}: no video files found (suffixes .mp4 .mkv .webm .avi .mov ...)")
+    return extract_videos(paths, out, settings, workers, address, use_ray, progress)
+
+
+def extract_videos(
+    paths: list[Path],
+    out: str | os.PathLike,
+    settings: ExtractSettings,
+    workers: int | None = None,
+    address: str | None = None,
+    use_ray: bool = True,
+    progress: bool = True,
+) -> Summary:
+    """Extract the video files `paths` into the store `out` (what `run_extraction` and `bin/ground --batch` share)."""
     spec = settings.spec()
     store = FeatureStore(out, create=True)
     if not settings.weights:

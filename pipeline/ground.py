@@ -1,24 +1,36 @@
-"""bin/ground: one raw video and one paragraph to timestamps, in one process (no Ray start-up).
+"""bin/ground: raw videos and paragraphs to timestamps, one at a time or a batch of them.
 
 Argument parsing is bin/ground's; the work is `hscnet.Grounder` (the checkpoint's model and
 extractor); this module reads the paragraph file and writes the outputs: a table on the
-terminal, and on request the JSON of `bin/ground --json` and a timeline picture.
+terminal, and on request the JSON of `bin/ground --json`, a timeline picture and a report page.
+One video runs in this process (no Ray start-up). A batch (`ground_batch`) loads the model once,
+extracts its videos as `bin/extract` does (with Ray from `RAY_FROM_VIDEOS` videos on, since Ray's
+start-up costs more than it gains on a few) and writes one line per item, failures included.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from common import atomic
 from common.errors import InputError
-from hscnet.grounder import Grounder
+from extract.store import FeatureStore, video_id_for
+from hscnet.annotations import load_paragraphs
+from hscnet.grounder import EncodedVideo, Grounder
 from hscnet.plot import plot_grounding
+from hscnet.report import EMBED_VIDEO_MAX_BYTES, write_report
 
 log = logging.getLogger(__name__)
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "demo" / "run" / "best.pt"
+RAY_FROM_VIDEOS = 8  # a batch with this many distinct videos or more is extracted with Ray
 
 
 def default_checkpoint(runs: Path = Path("runs")) -> Path:
@@ -68,6 +80,21 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def read_truth(path: str | os.PathLike, video: str | os.PathLike, sentences: int) -> list[list[float]]:
+    """The true spans of `video`'s paragraph in an annotation file (any format bin/train reads)."""
+    video_id = video_id_for(video)
+    found = [p for p in load_paragraphs(path) if p.video == video_id]
+    if not found:
+        raise InputError(f"{path}: no paragraph of video {video_id} in this annotation file")
+    truth = [list(span) for p in found for span in p.timestamps]
+    if len(truth) != sentences:
+        raise InputError(
+            f"{path}: video {video_id} has {len(truth)} annotated sentences, the paragraph grounded has {sentences}; "
+            "give the annotation's sentences one a line with --sentences-per-line"
+        )
+    return truth
+
+
 def ground_command(
     video: str | os.PathLike,
     paragraph_file: str | os.PathLike,
@@ -80,6 +107,9 @@ def ground_command(
     json_out: str | None = None,
     plot_out: str | None = None,
     plot_sentence: int = 1,
+    html_out: str | None = None,
+    truth_file: str | None = None,
+    embed_max_bytes: int = EMBED_VIDEO_MAX_BYTES,
 ) -> dict:
     """bin/ground: prints the table, writes what was asked for, returns the result dict."""
     if checkpoint is None:
@@ -87,9 +117,130 @@ def ground_command(
         log.info(f"no --checkpoint given: using {checkpoint}")
     paragraph = read_paragraph(paragraph_file, sentences_per_line)
     result = Grounder.from_checkpoint(checkpoint, weights=weights, pca=pca, device=device).ground(video, paragraph)
+    truth = read_truth(truth_file, video, len(result["sentences"])) if truth_file else None
     print(format_table(result))
     if json_out:
         atomic.write_json(json_out, result)
     if plot_out:
-        plot_grounding(result, plot_out, word_sentence=plot_sentence - 1)
+        plot_grounding(result, plot_out, word_sentence=plot_sentence - 1, truth=truth)
+    if html_out:
+        write_report(result, html_out, video=video, truth=truth, embed_max_bytes=embed_max_bytes)
+        print(f"report page: {html_out}")
     return result
+
+
+@dataclass
+class BatchItem:
+    """One line of a `--batch` file: a video and its paragraph, or why the line cannot be one."""
+
+    line: int
+    video: Path | None = None
+    paragraph: str | list[str] | None = None
+    error: str = ""
+
+
+def read_batch(path: str | os.PathLike) -> list[BatchItem]:
+    """The items of a JSONL file of `{"video", "paragraph"}` lines (a relative video path is relative to
+    the file's folder; a paragraph is text or a list of sentences). A bad line is an item that failed."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: batch file not found")
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        item = BatchItem(number)
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            item.error = f"{path}:{number}: not JSON ({error.msg})"
+            items.append(item)
+            continue
+        video, paragraph = (entry.get("video"), entry.get("paragraph")) if isinstance(entry, dict) else (None, None)
+        if not isinstance(video, str) or not video:
+            item.error = f'{path}:{number}: no "video" path'
+        elif _is_paragraph(paragraph):
+            item.paragraph = paragraph
+        else:
+            item.error = f'{path}:{number}: "paragraph" is neither text nor a list of sentences'
+        if not item.error:
+            item.video = Path(video) if Path(video).is_absolute() else path.parent / video
+        items.append(item)
+    if not items:
+        raise InputError(f'{path}: no items (one JSON object a line: {{"video": ..., "paragraph": ...}})')
+    return items
+
+
+def _is_paragraph(paragraph) -> bool:
+    if isinstance(paragraph, str):
+        return bool(paragraph.strip())
+    return isinstance(paragraph, list) and bool(paragraph) and all(isinstance(s, str) and s.strip() for s in paragraph)
+
+
+def ground_batch(
+    items_file: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    weights: str | None = None,
+    pca: str | None = None,
+    device: str = "auto",
+    features_dir: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    ray_from_videos: int = RAY_FROM_VIDEOS,
+) -> int:
+    """bin/ground --batch: one line per item in `out` (the `--json` layout with the item's line number, or
+    `{"line", "video", "error"}`); exit code 0 only when every item was grounded. `features_dir` keeps the
+    extracted features (a feature store: a rerun extracts only what it lacks); by default they are temporary."""
+    from pipeline.extraction import extract_videos
+
+    items = read_batch(items_file)
+    if checkpoint is None:
+        checkpoint = default_checkpoint()
+        log.info(f"no --checkpoint given: using {checkpoint}")
+    grounder = Grounder.from_checkpoint(checkpoint, weights=weights, pca=pca, device=device)
+    for item in items:
+        if item.video is not None and not item.video.is_file():
+            item.error = f"{item.video}: video file not found"
+    videos = sorted({item.video.resolve() for item in items if not item.error})
+    with tempfile.TemporaryDirectory(prefix="hscnet-batch-") as scratch:
+        store_path = Path(features_dir) if features_dir else Path(scratch) / "features"
+        encoded: dict[Path, EncodedVideo | str] = {}
+        if videos:
+            use_ray = len(videos) >= ray_from_videos
+            log.info(f"{len(videos)} videos to extract ({'with Ray' if use_ray else 'in this process'})")
+            extract_videos(videos, store_path, grounder.settings, workers, None, use_ray, progress)
+            store = FeatureStore(store_path)
+            records = store.records()
+            for video in videos:
+                record = records[video_id_for(video)]
+                if record.status == "ok":
+                    encoded[video] = EncodedVideo(video.name, store.read(record.video_id), record.duration)
+                else:
+                    encoded[video] = record.error
+        lines, failed = [], 0
+        for item in tqdm(items, desc="grounding", unit="item", disable=not progress):
+            line = _ground_item(grounder, item, encoded)
+            failed += "error" in line
+            lines.append(json.dumps(line) + "\n")
+    atomic.write_text(out, "".join(lines))
+    failures = f"; {failed} failed:" if failed else ""
+    print(f"grounded {len(items) - failed} of {len(items)} items into {out}{failures}")
+    for entry in map(json.loads, lines):
+        if "error" in entry:
+            print(f"  line {entry['line']}: {entry['error']}")
+    return 1 if failed else 0
+
+
+def _ground_item(grounder: Grounder, item: BatchItem, encoded: dict) -> dict:
+    video = str(item.video) if item.video is not None else None
+    if item.error:
+        return {"line": item.line, "video": video, "error": item.error}
+    features = encoded[item.video.resolve()]
+    if isinstance(features, str):
+        return {"line": item.line, "video": video, "error": features}
+    try:
+        return {"line": item.line, **grounder.ground(features, item.paragraph)}
+    except InputError as error:  # this item's paragraph (no words, say): recorded, the others go on
+        return {"line": item.line, "video": video, "error": str(error)}

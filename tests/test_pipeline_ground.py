@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, cli
 
 from common.errors import InputError
 from hscnet.annotations import Paragraph
@@ -132,3 +132,73 @@ def test_without_a_checkpoint_the_newest_run_is_used_then_the_demos(tmp_path, mo
     assert ground.default_checkpoint() == Path("runs") / "new" / "last.pt"  # no best.pt there yet
     os.utime(tmp_path / "runs" / "old" / "best.pt", (2e9, 2e9))
     assert ground.default_checkpoint() == Path("runs") / "old" / "best.pt"
+
+
+def write_items(path, lines):
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.slow
+def test_batch_grounds_every_item_as_one_call_would_and_records_the_failures(small_world, tmp_path):
+    folder, splits = small_world
+    test, val = splits["test"][0], splits["val"][0]
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "broken.mp4").write_bytes(b"not a video" * 20)
+    items = write_items(
+        tmp_path / "items.jsonl",
+        [
+            {"video": str(folder / "videos" / f"{test['video']}.mp4"), "paragraph": " ".join(test["sentences"])},
+            {"video": str(folder / "videos" / f"{val['video']}.mp4"), "paragraph": val["sentences"]},
+            {"video": "clips/missing.mp4", "paragraph": "A red circle comes in."},
+            "{not json",
+            {"video": "clips/broken.mp4", "paragraph": "A red circle comes in."},
+            {"video": str(folder / "videos" / f"{test['video']}.mp4"), "paragraph": []},
+            {"video": str(folder / "videos" / f"{test['video']}.mp4"), "paragraph": val["sentences"][:1]},
+        ],
+    )
+    result = cli(
+        "ground", "--batch", str(items), "--out", str(tmp_path / "out.jsonl"),
+        "--checkpoint", str(folder / "run" / "last.pt"), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["line"] for line in lines] == [1, 2, 3, 4, 5, 6, 7]
+    assert [("error" in line) for line in lines] == [False, False, True, True, True, True, False]
+    assert lines[2]["error"].endswith("missing.mp4: video file not found")
+    assert "not JSON" in lines[3]["error"] and "neither text nor a list" in lines[5]["error"]
+    assert "broken.mp4: cannot decode" in lines[4]["error"]
+    assert "grounded 3 of 7 items" in result.stdout and "line 5: " in result.stdout
+    grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
+    written = [json.loads(line) for line in items.read_text().splitlines() if line.startswith('{"')]
+    for line in (lines[0], lines[1], lines[6]):
+        item = written[line["line"] - 1 - (line["line"] > 4)]  # line 4 is the one that is not JSON
+        alone = grounder.ground(item["video"], item["paragraph"])
+        assert {key: value for key, value in line.items() if key != "line"} == alone
+
+
+@pytest.mark.slow
+def test_batch_of_many_videos_extracts_with_ray_into_a_store_a_rerun_reuses(small_world, ray_session, tmp_path):
+    from pipeline.ground import ground_batch
+
+    folder, splits = small_world
+    everything = splits["train"] + splits["val"] + splits["test"]
+    items = write_items(
+        tmp_path / "items.jsonl",
+        [{"video": str(folder / "videos" / f"{p['video']}.mp4"), "paragraph": p["sentences"]} for p in everything],
+    )
+    checkpoint = folder / "run" / "last.pt"
+    code = ground_batch(
+        items, tmp_path / "a.jsonl", checkpoint=checkpoint, features_dir=str(tmp_path / "store"), progress=False,
+        ray_from_videos=2,
+    )  # fmt: skip
+    assert code == 0
+    manifest = (tmp_path / "store" / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == len(everything)
+    lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [line["video"] for line in lines] == [f"{p['video']}.mp4" for p in everything]
+    assert all(len(line["sentences"]) == len(p["sentences"]) for line, p in zip(lines, everything, strict=True))
+    code = ground_batch(items, tmp_path / "b.jsonl", checkpoint=checkpoint, features_dir=str(tmp_path / "store"),
+                        progress=False, ray_from_videos=2)  # fmt: skip
+    assert code == 0 and len((tmp_path / "store" / "manifest.jsonl").read_text().splitlines()) == len(everything)
+    assert (tmp_path / "b.jsonl").read_text() == (tmp_path / "a.jsonl").read_text()
