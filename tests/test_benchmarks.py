@@ -55,3 +55,18 @@ def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
     assert lines[0].startswith("CPU: ") and "native bf16" in lines[0]
     assert any(line.startswith("C3D forward alone, fp32 channels_last_3d: ") for line in lines)
     assert lines[-1].startswith("pipeline / best C3D alone clips per second, ratio: ")
+
+
+@pytest.mark.slow
+def test_the_batch_benchmark_gives_the_same_results_as_single_calls_and_a_ratio(small_world):
+    folder, _ = small_world
+    result = subprocess.run(
+        [sys.executable, "benchmarks/ground_batch.py", "--annotations", str(folder / "annotations" / "val.jsonl"),
+         "--videos", str(folder / "videos"), "--checkpoint", str(folder / "run" / "last.pt")],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "results identical: yes" in lines
+    assert lines[-1].startswith("batch items/s over per-item calls' items/s, ratio: ")
+    assert float(lines[-1].rsplit(" ", 1)[1]) > 0
