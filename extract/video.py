@@ -12,8 +12,17 @@ every read, to the end of the file, and holds the frames: a 10-minute 720p video
 process by 1.2 GB while C3D ran, and that thread took a core from C3D. Here nothing is decoded
 before it is needed.
 
-Clip i covers frames [i * stride, i * stride + clip_len) of the frame sequence: the video's
-own frames, or frames sampled at `sample_fps` when set. The last frames that do not fill a
+Time comes from the frames' presentation timestamps, never from frame index / nominal rate:
+a variable-frame-rate video (phone and screen recordings often are) would otherwise be given
+the wrong duration and every span in it shifted. The probe reads every video packet's
+timestamp (demuxing, not decoding); time 0 is the first frame, the duration runs to the end of
+the last one. The frame sequence samples the video at regular times, 1 / rate apart (the
+nominal rate, or `sample_fps` when set), each sample the frame whose timestamp is nearest: on a
+constant-rate video that is every frame, exactly the frames of frame-index sampling, and on a
+variable-rate one the clips stay evenly spaced in time, so the model's positions map linearly
+back to seconds.
+
+Clip i covers positions [i * stride, i * stride + clip_len) of the frame sequence. The last frames that do not fill a
 whole clip are left out, as in the standard C3D feature extraction; a video shorter than one
 clip gives one clip padded with its last frame. Clips stay uint8 RGB here; the model does the
 float conversion, channel order and mean subtraction (`extract/c3d.py`).
@@ -47,11 +56,12 @@ CHUNK_CLIPS = 32  # clips handed on at a time: bounds memory (32 clips are 19 MB
 @dataclass(frozen=True)
 class VideoInfo:
     path: str
-    fps: float
+    fps: float  # the nominal rate (the stream's average rate)
     num_frames: int
-    duration: float
+    duration: float  # seconds from the first frame's timestamp to the end of the last frame
     width: int
     height: int
+    timestamps: np.ndarray | None = None  # [num_frames] seconds, presentation order, the first at 0
 
 
 def _open(path: str | os.PathLike):
@@ -78,32 +88,46 @@ def _first_line(error: Exception) -> str:
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
-    """Frame rate, frame count, duration and size of a video, as the container reports them.
+    """Frame rate, frame count, duration, size and the frames' timestamps, as the container has them.
 
-    MKV and WebM store no frame count: their video packets are counted (read, not decoded).
-    """
+    Every video packet is read (not decoded) for its presentation timestamp; a stream without
+    timestamps is taken as constant-rate at its nominal rate."""
     with _open(path) as container:
         stream = container.streams.video[0]
-        num_frames = stream.frames
+        fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+        times, last_length = [], 0.0
         try:
-            if not num_frames:
-                num_frames = sum(1 for packet in container.demux(stream) if packet.size)
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                times.append(packet.pts)
+                last_length = float(packet.duration * packet.time_base) if packet.duration else 0.0
         except av.FFmpegError as error:
             raise VideoError(f"{path}: cannot decode ({_first_line(error)})") from error
-        if num_frames == 0:
+        if not times:
             raise VideoError(f"{path}: the video has no frames")
-        fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         width, height = stream.codec_context.width, stream.codec_context.height
-    return VideoInfo(str(path), fps, num_frames, num_frames / fps, int(width), int(height))
+        if any(t is None for t in times):
+            timestamps = np.arange(len(times)) / fps
+        else:
+            timestamps = np.sort(np.asarray(times, dtype=np.float64)) * float(stream.time_base)
+            timestamps -= timestamps[0]
+    # The last frame lasts its packet's duration, else the step before it (else one nominal frame).
+    step = float(timestamps[-1] - timestamps[-2]) if len(timestamps) > 1 else 1.0 / fps
+    duration = float(timestamps[-1]) + (last_length if 0 < last_length < 4 * step + 1e-9 else step)
+    return VideoInfo(str(path), fps, len(timestamps), duration, int(width), int(height), timestamps)
 
 
 def frame_sequence(info: VideoInfo, sample_fps: float) -> np.ndarray:
-    """Indices of the video frames that make up the clip sequence (all, or sampled at sample_fps)."""
-    if not sample_fps or sample_fps <= 0:
-        return np.arange(info.num_frames)
-    count = max(1, int(info.duration * sample_fps))
-    times = np.arange(count) / sample_fps
-    return np.minimum(np.round(times * info.fps).astype(int), info.num_frames - 1)
+    """The frames that make up the clip sequence: at regular times 1 / rate apart (the nominal rate,
+    or `sample_fps`), each the frame whose timestamp is nearest (see the module docstring)."""
+    rate = sample_fps if sample_fps and sample_fps > 0 else info.fps
+    timestamps = info.timestamps if info.timestamps is not None else np.arange(info.num_frames) / info.fps
+    count = max(1, int(info.duration * rate + 1e-6))
+    times = np.arange(count) / rate
+    # nearest: the last frame that starts at most half a (nominal) frame after the sample time
+    nearest = np.searchsorted(timestamps, times + 0.5 / info.fps + 1e-9, side="right") - 1
+    return np.clip(nearest, 0, info.num_frames - 1)
 
 
 def clip_count(num_frames: int, clip_len: int, stride: int) -> int:

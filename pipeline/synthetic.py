@@ -27,6 +27,7 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -268,28 +269,39 @@ def write_video(
     fps: float,
     codec: str = "libx264",
     options: dict | None = None,
+    timestamps: Iterable[float] | None = None,
 ) -> Path:
-    """Encode RGB uint8 frames [H, W, 3] with PyAV (FFmpeg inside: no system ffmpeg needed), atomically."""
+    """Encode RGB uint8 frames [H, W, 3] with PyAV (FFmpeg inside: no system ffmpeg needed), atomically.
+
+    `timestamps` (seconds, one per frame) makes a variable-frame-rate video, `fps` then its nominal
+    rate; they are kept to the millisecond, and need not start at 0."""
     import av
 
     path = Path(path)
     frames = iter(frames)
     first = next(frames)
+    times = iter(timestamps) if timestamps is not None else None
     with atomic.atomic_path(path) as tmp, av.open(str(tmp), mode="w", format=_container_format(path)) as container:
         stream = container.add_stream(codec, rate=_rate(fps), options=options or {})
         stream.height, stream.width = first.shape[:2]
         stream.pix_fmt = _PIXEL_FORMATS.get(codec, "yuv420p")
+        if times is not None:
+            stream.codec_context.time_base = stream.time_base = MILLISECOND
         for frame in itertools.chain([first], frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            if times is not None:
+                video_frame.pts, video_frame.time_base = round(next(times) * 1000), MILLISECOND
+            for packet in stream.encode(video_frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
 
 
-def _rate(fps: float):
-    from fractions import Fraction
+MILLISECOND = Fraction(1, 1000)
 
+
+def _rate(fps: float):
     return Fraction(fps).limit_denominator(1001)
 
 

@@ -83,3 +83,57 @@ def test_list_videos_from_a_folder_or_a_list_file(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in list_videos(tmp_path)] == ["a/x.mp4", "b.MKV"]
     (tmp_path / "list.txt").write_text("# my videos\na/x.mp4\n\n/abs/y.webm\n")
     assert list_videos(tmp_path / "list.txt") == [tmp_path / "a/x.mp4", Path("/abs/y.webm")]
+
+
+def irregular_times(count: int, length: float, seed: int = 0) -> np.ndarray:
+    """`count` frame times from 0 at irregular steps (20 to 70 ms), the last at `length` seconds."""
+    steps = np.random.default_rng(seed).uniform(0.02, 0.07, count - 1)
+    return np.concatenate([[0.0], np.cumsum(steps)]) * length / steps.sum()
+
+
+def brightening_frames(times: np.ndarray, switch: float) -> list[np.ndarray]:
+    """Dark frames before `switch` seconds, bright ones from then on."""
+    return [np.full((64, 96, 3), 230 if t >= switch else 20, np.uint8) for t in times]
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mkv"])
+def test_a_variable_frame_rate_video_keeps_its_time(tmp_path, suffix):
+    # 90 frames over 3.57 s at irregular intervals, nominally 30 fps: frame index / 30 would say 3.0 s.
+    times = irregular_times(90, 3.57)
+    path = write_video(tmp_path / f"vfr.{suffix}", brightening_frames(times, 2.0), fps=30, timestamps=times)
+    info = probe(path)
+    assert info.num_frames == 90
+    np.testing.assert_allclose(info.timestamps, times, atol=1e-3)
+    assert 3.58 < info.duration < 3.65  # to the end of the last frame
+    # Sampled at 10 fps by timestamp, the video brightens at the sample of 2.0 s.
+    spec = FeatureSpec(clip_len=1, stride=1, sample_fps=10)
+    (samples,) = list(decode_clips(path, spec, info, chunk_clips=1000))
+    bright = samples[:, 0].mean(axis=(1, 2, 3)) > 128
+    assert len(samples) == int(info.duration * 10) == 36
+    assert not bright[:20].any() and bright[20:].all()
+    spec = FeatureSpec(clip_len=2, stride=2, dim=4)
+    features, record = extract_video(path, "vfr", lambda clips: clips.reshape(len(clips), -1)[:, :4].astype(np.float32),
+                                     spec)  # fmt: skip
+    assert record.duration == pytest.approx(info.duration) and len(features) == record.clips
+
+
+def test_a_video_whose_first_timestamp_is_not_zero_is_timed_from_its_first_frame(tmp_path):
+    times = irregular_times(60, 2.5, seed=1)
+    frames = brightening_frames(times, 1.0)
+    zero = probe(write_video(tmp_path / "zero.mkv", frames, fps=24, timestamps=times))
+    late = probe(write_video(tmp_path / "late.mkv", frames, fps=24, timestamps=times + 7.25))
+    assert late.duration == pytest.approx(zero.duration, abs=1e-3)
+    np.testing.assert_allclose(late.timestamps, zero.timestamps, atol=1e-3)
+    spec = FeatureSpec(clip_len=4, stride=4, sample_fps=8)
+    late_clips, zero_clips = (np.concatenate(list(decode_clips(i.path, spec, i))) for i in (late, zero))
+    np.testing.assert_array_equal(late_clips, zero_clips)
+
+
+def test_a_constant_rate_video_samples_the_frames_of_frame_index_sampling(charades):
+    info = probe(charades)
+    assert info.duration == pytest.approx(info.num_frames / info.fps)
+    np.testing.assert_array_equal(frame_sequence(info, 0), np.arange(info.num_frames))
+    for rate in (1, 2.5, 5, 7, 30):  # the nearest frame to each sample time, as index sampling rounded it
+        count = int(info.num_frames / info.fps * rate)
+        by_index = np.minimum(np.round(np.arange(count) / rate * info.fps).astype(int), info.num_frames - 1)
+        np.testing.assert_array_equal(frame_sequence(info, rate), by_index)
