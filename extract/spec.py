@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common.errors import InputError
+from extract.backbones import C3D_BACKBONE
 
 RANDOM_WEIGHTS = "random"
 
@@ -42,14 +43,16 @@ def file_identity(path: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    backbone: str = "c3d"
-    clip_len: int = 16  # frames per clip
-    stride: int = 16  # frames between clip starts (8 gives ActivityNet-style overlapping clips)
-    sample_fps: float = 0.0  # frames sampled per second; 0 keeps every frame of the video
-    layer: str = "fc6"
+    """Its defaults are C3D's (`extract/backbones.py`): the paper's features."""
+
+    backbone: str = C3D_BACKBONE.name  # the frame size, crop and normalisation follow from it
+    clip_len: int = C3D_BACKBONE.clip_len  # frames per clip
+    stride: int = C3D_BACKBONE.clip_len  # frames between clip starts (8 gives ActivityNet-style overlapping clips)
+    sample_fps: float = C3D_BACKBONE.sample_fps  # frames sampled per second; 0 keeps every frame of the video
+    layer: str = C3D_BACKBONE.layer
     weights: str = RANDOM_WEIGHTS  # "random", or "<file name> sha256:<hex>"
     pca: str = ""  # "", or "<file name> sha256:<hex> to <k>"
-    dim: int = 4096
+    dim: int = C3D_BACKBONE.dim
     dtype: str = "float16"  # what the feature files hold
 
     def to_json(self) -> dict:

@@ -42,6 +42,7 @@ class ManifestRecord:
     status: str  # "ok" or "failed"
     spec: FeatureSpec
     error: str = ""
+    decoder: str = "pyav"  # which library read the frames (extract/video.py)
     fps: float = 0.0  # the video's own frame rate
     num_frames: int = 0
     duration: float = 0.0

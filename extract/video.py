@@ -7,10 +7,14 @@ C3D pipeline used, at half of bicubic's cost at 720p), centre-cropped to 112x112
 input of Tran et al.) and handed on a chunk of clips at a time, so memory stays bounded however
 long the video is.
 
-Why not decord, the first choice of the design: decord2 3.4.0 keeps decoding in a background thread after
-every read, to the end of the file, and holds the frames: a 10-minute 720p video grew the
-process by 1.2 GB while C3D ran, and that thread took a core from C3D. Here nothing is decoded
-before it is needed.
+decord (the maintained decord2 distribution, `--decoder decord`, an optional extra) reads the
+same frames by index, in chunks, scaled by its own FFmpeg filter: within a grey level of
+PyAV's on average. Its reader keeps decoding in a background thread after every read and
+holds the frames; what bounds that is measured in benchmarks/decode.py and the README, and
+PyAV stays the default (see `DECODERS`).
+
+Frames are scaled and centre-cropped as the backbone declares (`extract/backbones.py`): C3D's
+171x128 and 112x112, the Kinetics backbones' short side 256 and 224x224.
 
 Time comes from the frames' presentation timestamps, never from frame index / nominal rate:
 a variable-frame-rate video (phone and screen recordings often are) would otherwise be given
@@ -39,10 +43,10 @@ import av
 import numpy as np
 
 from common.errors import InputError
+from extract.backbones import backbone
 from extract.spec import FeatureSpec
 
-RESIZE_HEIGHT, RESIZE_WIDTH = 128, 171
-CROP = 112
+DECODERS = ("pyav", "decord")
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv"})
 
 
@@ -87,11 +91,14 @@ def _first_line(error: Exception) -> str:
     return text[0][:300] if text else type(error).__name__
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def probe(path: str | os.PathLike, decoder: str = "pyav") -> VideoInfo:
     """Frame rate, frame count, duration, size and the frames' timestamps, as the container has them.
 
-    Every video packet is read (not decoded) for its presentation timestamp; a stream without
-    timestamps is taken as constant-rate at its nominal rate."""
+    PyAV reads every video packet (not decoding it) for its presentation timestamp; a stream
+    without timestamps is taken as constant-rate at its nominal rate. decord reports its own
+    frame index's timestamps."""
+    if decoder == "decord":
+        return _probe_decord(path)
     with _open(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
@@ -118,6 +125,43 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(str(path), fps, len(timestamps), duration, int(width), int(height), timestamps)
 
 
+def _decord_reader(path: str | os.PathLike, width: int = -1, height: int = -1):
+    """A decord VideoReader (scaling to width x height when given); a VideoError in decord's own words."""
+    try:
+        import decord
+    except ImportError as error:
+        raise InputError(
+            "--decoder decord needs the decord2 package: pip install decord2==3.4.0 (or the project's [decord] extra)"
+        ) from error
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: video file not found")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+    except (decord.DECORDError, RuntimeError) as error:
+        raise VideoError(f"{path}: cannot decode ({_first_line(error)})") from error
+
+
+def _probe_decord(path: str | os.PathLike) -> VideoInfo:
+    reader = _decord_reader(path)
+    count = len(reader)
+    if count == 0:
+        raise VideoError(f"{path}: the video has no frames")
+    try:
+        spans = reader.get_frame_timestamp(range(count))  # [count, 2]: each frame's start and end, seconds
+        height, width = reader[0].shape[:2]
+    except Exception as error:  # decord raises its own DECORDError and plain RuntimeErrors
+        raise VideoError(f"{path}: cannot decode ({_first_line(error)})") from error
+    starts = np.asarray(spans[:, 0], dtype=np.float64)
+    order = np.argsort(starts, kind="stable")
+    timestamps = starts[order] - starts[order[0]]
+    duration = float(max(spans[:, 1].max() - starts[order[0]], timestamps[-1]))
+    fps = float(reader.get_avg_fps()) or 25.0
+    return VideoInfo(str(path), fps, count, duration, int(width), int(height), timestamps)
+
+
 def frame_sequence(info: VideoInfo, sample_fps: float) -> np.ndarray:
     """The frames that make up the clip sequence: at regular times 1 / rate apart (the nominal rate,
     or `sample_fps`), each the frame whose timestamp is nearest (see the module docstring)."""
@@ -135,11 +179,29 @@ def clip_count(num_frames: int, clip_len: int, stride: int) -> int:
     return 1 if num_frames < clip_len else (num_frames - clip_len) // stride + 1
 
 
-def _small_rgb_frames(path, sequence: np.ndarray, needed) -> Iterator[np.ndarray | None]:
-    """The frames at the positions of `sequence`, in order, as uint8 [112, 112, 3] RGB, or None
+@dataclass(frozen=True)
+class Geometry:
+    """Frames are scaled to width x height, then centre-cropped to crop x crop."""
+
+    width: int
+    height: int
+    crop: int
+
+    @classmethod
+    def of(cls, backbone_name: str, info: VideoInfo) -> Geometry:
+        declared = backbone(backbone_name)
+        width, height = declared.frame_size(info.width, info.height)
+        return cls(width, height, declared.crop)
+
+    def cut(self, frame: np.ndarray) -> np.ndarray:
+        top, left = (self.height - self.crop) // 2, (self.width - self.crop) // 2
+        return frame[top : top + self.crop, left : left + self.crop]
+
+
+def _pyav_frames(path, sequence: np.ndarray, needed, geometry: Geometry) -> Iterator[np.ndarray | None]:
+    """The frames at the positions of `sequence`, in order, as uint8 [crop, crop, 3] RGB, or None
     where `needed(position)` is false (a frame in no clip is decoded but not scaled); ends early
     if the file holds fewer frames than its header says."""
-    top, left = (RESIZE_HEIGHT - CROP) // 2, (RESIZE_WIDTH - CROP) // 2
     position, index = 0, -1
     with _open(path) as container:
         stream = container.streams.video[0]
@@ -150,9 +212,9 @@ def _small_rgb_frames(path, sequence: np.ndarray, needed) -> Iterator[np.ndarray
                 while position < len(sequence) and sequence[position] == index:  # sample_fps may repeat a frame
                     if small is None and needed(position):
                         rgb = frame.to_ndarray(
-                            width=RESIZE_WIDTH, height=RESIZE_HEIGHT, format="rgb24", interpolation="AREA"
-                        )  # [128, 171, 3]
-                        small = rgb[top : top + CROP, left : left + CROP]
+                            width=geometry.width, height=geometry.height, format="rgb24", interpolation="AREA"
+                        )  # [height, width, 3]
+                        small = geometry.cut(rgb)
                     yield small if needed(position) else None
                     position += 1
                 if position == len(sequence):
@@ -161,17 +223,49 @@ def _small_rgb_frames(path, sequence: np.ndarray, needed) -> Iterator[np.ndarray
             raise VideoError(f"{path}: decoding failed at frame {index + 1} ({_first_line(error)})") from error
 
 
+def _decord_frames(path, sequence: np.ndarray, needed, geometry: Geometry, chunk: int) -> Iterator[np.ndarray | None]:
+    """As `_pyav_frames`, read with decord `chunk` sequence positions at a time (`get_batch`)."""
+    reader = _decord_reader(path, geometry.width, geometry.height)
+    last = len(reader) - 1
+    for start in range(0, len(sequence), chunk):
+        positions = range(start, min(start + chunk, len(sequence)))
+        wanted = sorted({min(int(sequence[p]), last) for p in positions if needed(p)})
+        try:
+            batch = reader.get_batch(wanted).asnumpy() if wanted else []  # [len(wanted), height, width, 3]
+            reader.seek(0)  # stops the reader's read-ahead from holding the rest of the file (benchmarks/decode.py)
+        except Exception as error:  # decord raises its own DECORDError and plain RuntimeErrors
+            raise VideoError(f"{path}: decoding failed near frame {wanted[0] + 1} ({_first_line(error)})") from error
+        frames = {index: geometry.cut(frame) for index, frame in zip(wanted, batch, strict=True)}
+        for position in positions:
+            yield frames[min(int(sequence[position]), last)] if needed(position) else None
+
+
 def decode_clips(
-    path: str | os.PathLike, spec: FeatureSpec, info: VideoInfo | None = None, chunk_clips: int = CHUNK_CLIPS
+    path: str | os.PathLike,
+    spec: FeatureSpec,
+    info: VideoInfo | None = None,
+    chunk_clips: int = CHUNK_CLIPS,
+    decoder: str = "pyav",
 ) -> Iterator[np.ndarray]:
-    """Yield the clips `spec` cuts from the video, `chunk_clips` at a time: uint8 [n, clip_len, 112, 112, 3] RGB."""
-    info = info or probe(path)
+    """Yield the clips `spec` cuts from the video, `chunk_clips` at a time: uint8 [n, clip_len, crop, crop, 3] RGB."""
+    if decoder not in DECODERS:
+        raise InputError(f"unknown decoder {decoder!r}: use one of {', '.join(DECODERS)}")
+    info = info or probe(path, decoder)
     clip_len, stride = spec.clip_len, spec.stride
     sequence = frame_sequence(info, spec.sample_fps)
     total = clip_count(len(sequence), clip_len, stride)
+    geometry = Geometry.of(spec.backbone, info)
     window: list[np.ndarray | None] = []  # the frames at sequence positions first, first + 1, ...
     first, chunk, clips_done = 0, [], 0
-    for frame in _small_rgb_frames(path, sequence, needed=lambda position: position % stride < clip_len):
+
+    def needed(position: int) -> bool:  # a frame in no clip is not scaled
+        return position % stride < clip_len
+
+    if decoder == "decord":
+        frames = _decord_frames(path, sequence, needed, geometry, chunk=chunk_clips * max(stride, clip_len))
+    else:
+        frames = _pyav_frames(path, sequence, needed, geometry)
+    for frame in frames:
         window.append(frame)
         start = clips_done * stride
         if first + len(window) < start + clip_len:
@@ -182,7 +276,7 @@ def decode_clips(
         del window[:drop]
         first += drop
         if len(chunk) == chunk_clips or clips_done == total:
-            yield np.stack(chunk)  # [n, clip_len, 112, 112, 3]
+            yield np.stack(chunk)  # [n, clip_len, crop, crop, 3]
             chunk = []
         if clips_done == total:
             return
@@ -190,7 +284,7 @@ def decode_clips(
         yield np.stack(chunk)
     elif clips_done == 0 and window:  # shorter than one clip: its last frame repeated
         window += [window[-1]] * (clip_len - len(window))
-        yield np.stack(window)[None]  # [1, clip_len, 112, 112, 3]
+        yield np.stack(window)[None]  # [1, clip_len, crop, crop, 3]
     elif clips_done == 0:
         raise VideoError(f"{path}: no frame could be decoded")
 

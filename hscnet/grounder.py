@@ -28,6 +28,7 @@ import torch
 
 from common.devices import resolve_device
 from common.errors import InputError
+from extract.backbones import BACKBONES
 from extract.c3d import LAYERS, load_c3d, load_pca
 from extract.extractor import ExtractSettings, extract_video
 from extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
@@ -58,23 +59,27 @@ def extraction_settings(
             "ActivityNet's, such as TACoS's 64-frame TALL windows); bin/ground needs a checkpoint trained on "
             "a feature store written by bin/extract or on the released ActivityNet features"
         )
-    if spec.backbone != "c3d":
+    if spec.backbone not in BACKBONES:
         raise InputError(f"{checkpoint}: trained on {spec.backbone} features, which bin/ground cannot extract")
     if spec == RELEASED_ACTIVITYNET:
         return _released_activitynet_settings(checkpoint, weights, pca, device)
+    network = spec.backbone if spec.backbone != "c3d" else "C3D"
     if spec.weights != RANDOM_WEIGHTS:
         if not weights:
             raise InputError(
-                f"{checkpoint}: trained on features of C3D weights {spec.weights}; give them with --weights"
+                f"{checkpoint}: trained on features of {network} weights {spec.weights}; give them with --weights"
             )
         if not Path(weights).is_file():
-            raise InputError(f"{weights}: C3D weights not found")
+            raise InputError(f"{weights}: {network} weights not found")
         if file_identity(weights) != spec.weights:
             raise InputError(
-                f"{weights}: these C3D weights ({file_identity(weights)}) are not the checkpoint's ({spec.weights})"
+                f"{weights}: these {network} weights ({file_identity(weights)}) are not the checkpoint's "
+                f"({spec.weights})"
             )
     elif weights:
-        raise InputError(f"{checkpoint}: trained on features of a random C3D; --weights {weights} would not match them")
+        raise InputError(
+            f"{checkpoint}: trained on features of a random {network}; --weights {weights} would not match them"
+        )
     if spec.pca and not pca:
         raise InputError(f"{checkpoint}: trained on features projected with the PCA {spec.pca}; give it with --pca")
     if pca:
@@ -83,6 +88,7 @@ def extraction_settings(
         if f"{file_identity(pca)} to {spec.dim}" != spec.pca:
             raise InputError(f"{pca}: not the PCA the checkpoint's features were projected with ({spec.pca or 'none'})")
     settings = ExtractSettings(
+        backbone=spec.backbone,
         clip_len=spec.clip_len,
         stride=spec.stride,
         sample_fps=spec.sample_fps,
@@ -152,7 +158,9 @@ class Grounder:
 
     def encode_video(self, video: str | os.PathLike) -> EncodedVideo:
         """Decode a video and extract its features with the checkpoint's spec."""
-        features, record = extract_video(video, video_id_for(video), self.encoder.encode, self.spec)
+        features, record = extract_video(
+            video, video_id_for(video), self.encoder.encode, self.spec, decoder=self.settings.decoder
+        )
         if features is None:
             raise InputError(record.error)
         return EncodedVideo(Path(video).name, features, record.duration)

@@ -111,7 +111,7 @@ def extract_videos(
     """Extract the video files `paths` into the store `out` (what `run_extraction` and `bin/ground --batch` share)."""
     spec = settings.spec()
     store = FeatureStore(out, create=True)
-    if not settings.weights:
+    if not settings.weights and settings.backbone == "c3d":
         warn_random_c3d()
     todo, skipped = plan(paths, store, spec)
     summary = Summary(skipped=skipped)
@@ -167,7 +167,7 @@ def _in_process(todo, settings: ExtractSettings, spec: FeatureSpec) -> Iterator:
     encoder = settings.encoder()
     log.info(encoder.describe())
     for path, video_id in todo:
-        yield extract_video(path, video_id, encoder.encode, spec)
+        yield extract_video(path, video_id, encoder.encode, spec, decoder=settings.decoder)
 
 
 def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int | None, address: str | None) -> Iterator:
@@ -218,21 +218,21 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
 
 
 def _actor_class(ray):
-    """The C3D actor, defined on first use so that importing this module does not import Ray."""
+    """The backbone's actor, defined on first use so that importing this module does not import Ray."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=1)
-    def decode_task(path: str, spec: FeatureSpec, info: VideoInfo):
+    def decode_task(path: str, spec: FeatureSpec, info: VideoInfo, decoder: str):
         """Ray streaming task: the video's clips, a chunk at a time."""
-        yield from decode_clips(path, spec, info)
+        yield from decode_clips(path, spec, info, decoder=decoder)
 
     @ray.remote(num_cpus=0, max_concurrency=2)
-    class C3DWorker:
+    class EncoderWorker:
         def __init__(self, settings: ExtractSettings, spec: FeatureSpec, threads: int):
             import torch
 
             torch.set_num_threads(threads)
-            self.spec = spec
+            self.spec, self.decoder = spec, settings.decoder
             self.encoder = settings.encoder()
             self.model_lock = threading.Lock()
             self.node = ray.get_runtime_context().get_node_id()
@@ -252,16 +252,16 @@ def _actor_class(ray):
                 stream = decode_task.options(
                     scheduling_strategy=NodeAffinitySchedulingStrategy(self.node, soft=True),
                     _generator_backpressure_num_objects=2,
-                ).remote(path, self.spec, info)  # the probe's info: MKV and WebM are not read twice
+                ).remote(path, self.spec, info, self.decoder)  # the probe's info: MKV and WebM are not read twice
                 for ref in stream:
                     try:
                         yield ray.get(ref)
                     except ray.exceptions.RayTaskError as error:
                         raise (error.cause or error) from None  # the decoder's own message, not Ray's wrapper
 
-            features, record = extract_video(path, video_id, self.encode, self.spec, decode)
+            features, record = extract_video(path, video_id, self.encode, self.spec, decode, self.decoder)
             if features is None and stream is not None:
                 ray.cancel(stream)
             return features, record
 
-    return C3DWorker
+    return EncoderWorker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import SMOKE
 
 from common.errors import InputError
 from extract.spec import FeatureSpec, file_identity
@@ -130,3 +131,35 @@ def test_a_word_glove_knows_is_not_unknown_at_grounding(small_world):
     expected = load_word_vectors(Vocabulary([PAD, UNK, "zebra"])).matrix[2]
     torch.testing.assert_close(grounder.trained.model.text_encoder.embedding.weight[index], torch.from_numpy(expected))
     assert grounder.learn_words(["zebra", "qwzxplk"]) == []  # known now, and still lacking
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_x3d_m_features_grounds_with_x3d_m(small_world, tmp_path):
+    from extract.extractor import ExtractSettings
+    from extract.store import FeatureStore
+    from hscnet.config import load_config
+    from hscnet.train import train
+    from pipeline.extraction import run_extraction
+
+    folder, splits = small_world
+    settings = ExtractSettings(backbone="x3d_m")
+    summary = run_extraction(folder / "videos", tmp_path / "x3d", settings, use_ray=False, progress=False)
+    assert not summary.failed and FeatureStore(tmp_path / "x3d").spec() == settings.spec()
+    with pytest.raises(InputError, match=r"holds features extracted with other settings \(backbone c3d -> x3d_m"):
+        run_extraction(folder / "videos", folder / "features", settings, use_ray=False, progress=False)
+    annotations = [f"data.{name}={folder / 'annotations' / f'{name}.jsonl'}" for name in ("train", "val", "test")]
+    config = load_config(
+        SMOKE,
+        [f"data.features={tmp_path / 'x3d'}", "data.feature_dim=2048", *annotations, f"run_dir={tmp_path / 'run'}",
+         "train.epochs=1"],
+    )  # fmt: skip
+    train(config, progress=False)
+    grounder = Grounder.from_checkpoint(tmp_path / "run" / "last.pt", device="cpu")
+    assert grounder.settings.backbone == "x3d_m" and grounder.spec == settings.spec()
+    example = splits["test"][0]
+    result = grounder.ground(folder / "videos" / f"{example['video']}.mp4", example["sentences"])
+    assert [s["text"] for s in result["sentences"]] == example["sentences"]
+    assert all(0 <= s["start"] <= s["end"] <= result["duration"] for s in result["sentences"])
+    (tmp_path / "X3D_M.pyth").write_bytes(b"not these")
+    with pytest.raises(InputError, match=r"trained on features of a random x3d_m; --weights .* would not match"):
+        Grounder.from_checkpoint(tmp_path / "run" / "last.pt", weights=str(tmp_path / "X3D_M.pyth"), device="cpu")
