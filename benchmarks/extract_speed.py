@@ -1,6 +1,11 @@
 """Extraction speed and memory: the whole pipeline beside the best C3D rate this CPU offers.
 
 Run: .venv/bin/python benchmarks/extract_speed.py [--copies N] [--skip-memory] [--device cpu|cuda]
+                                                [--backbone c3d|x3d_m|slowfast_r50|r2plus1d_r50]
+
+With `--backbone` another network is timed the same way (its precisions; layouts are C3D's), and
+the cost of a clip is also given per second of video, since the backbones' clips span different
+lengths of time (C3D's 16 frames at the video's rate, X3D-M's 16 at 6 fps).
 
 It prints what the processor offers (`torch.backends.cpu.get_cpu_capability()`, native bf16 or
 not), then, in one run, on N copies of the real Charades video of ../shared/data (480x270,
@@ -62,17 +67,23 @@ def cpu_name() -> str:
         return "unknown CPU"
 
 
-def modes(device: str) -> list[tuple[str, str]]:
-    """(precision, layout) pairs this device runs C3D in natively."""
+def modes(device: str, backbone: str = "c3d") -> list[tuple[str, str]]:
+    """(precision, layout) pairs this device runs the backbone in natively (layouts are C3D's choice only)."""
+    if backbone != "c3d":
+        if device == "cuda":
+            return [("fp32", "contiguous"), ("fp16", "contiguous")]
+        return [("fp32", "contiguous")] + ([("bf16", "contiguous")] if cpu_has_native_bf16() else [])
     if device == "cuda":
         return [("fp16", "contiguous"), ("fp16", "channels_last_3d"), ("fp32", "contiguous")]
     found = [("fp32", "contiguous"), ("fp32", "channels_last_3d")]
     return found + ([("bf16", "channels_last_3d"), ("bf16", "contiguous")] if cpu_has_native_bf16() else [])
 
 
-def c3d_rates(pairs, clips: np.ndarray, batch_size: int, device: str, rounds: int = 3) -> dict[str, float]:
+def c3d_rates(
+    pairs, clips: np.ndarray, batch_size: int, device: str, rounds: int = 3, backbone: str = "c3d"
+) -> dict[str, float]:
     """Clips/s of each mode on the same clips: rounds of every mode in turn, the best round each."""
-    settings = ExtractSettings(batch_size=batch_size, device=device)
+    settings = ExtractSettings(batch_size=batch_size, device=device, backbone=backbone)
     encoders = {
         f"{precision} {layout}": replace(settings, precision=precision).encoder(layout)
         for precision, layout in pairs
@@ -140,12 +151,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sample-clips", type=int, default=96, help="clips each C3D mode is timed on (default 96)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over the modes, the best of each kept")
+    parser.add_argument("--backbone", default="c3d", help="c3d (default), x3d_m, slowfast_r50 or r2plus1d_r50")
     args = parser.parse_args()
     shared = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data"))
     source = shared / "videos" / "charades.mp4"
     if not source.is_file():
         sys.exit(f"{source} not found: set HSCNET_SHARED_DATA")
-    settings = ExtractSettings(device=args.device)
+    settings = ExtractSettings(device=args.device, backbone=args.backbone)
     spec = settings.spec()
     work = Path(tempfile.mkdtemp(prefix="hscnet-extract-bench-"))
     try:
@@ -166,13 +178,20 @@ def main() -> None:
             f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch capability {torch.backends.cpu.get_cpu_capability()}, "
             f"native bf16 {'yes' if cpu_has_native_bf16() else 'no'}; {chosen.describe()}"
         )
-        rates = c3d_rates(modes(chosen.device.type), sample, settings.batch_size, str(chosen.device), args.rounds)
+        network = "C3D" if args.backbone == "c3d" else args.backbone
+        rates = c3d_rates(
+            modes(chosen.device.type, args.backbone), sample, settings.batch_size, str(chosen.device), args.rounds,
+            args.backbone,
+        )  # fmt: skip
+        clip_seconds = spec.clip_len / (spec.sample_fps or info.fps)  # of video, for stride = clip length
         for name, rate in rates.items():
-            print(f"C3D forward alone, {name}: {rate:.2f} clips/s")
+            print(f"{network} forward alone, {name}: {rate:.2f} clips/s, {1000 / rate:.0f} ms a clip "
+                  f"({1000 / rate / clip_seconds:.0f} ms per second of video; {spec.dim}-d)")  # fmt: skip
         best = max(rates, key=rates.get)
-        layout = "channels_last_3d" if chosen.memory_format == torch.channels_last_3d else "contiguous"
+        memory_format = getattr(chosen, "memory_format", None)
+        layout = "channels_last_3d" if memory_format == torch.channels_last_3d else "contiguous"
         picked = f"{chosen.precision} {layout}"
-        print(f"best: {best} ({rates[best]:.2f} clips/s); ClipEncoder picks {picked} by itself")
+        print(f"best: {best} ({rates[best]:.2f} clips/s); the encoder picks {picked} by itself")
         model_rate = rates[best]
 
         started = time.perf_counter()
@@ -181,7 +200,7 @@ def main() -> None:
         assert not summary.failed, summary.report()
         pipeline_rate = summary.clips / pipeline_seconds
         shape = f"{info.width}x{info.height}, {info.fps:.2f} fps, {info.num_frames} frames"
-        print(f"{args.copies} copies of {source.name} ({shape}): {total} clips, C3D batch {settings.batch_size}")
+        print(f"{args.copies} copies of {source.name} ({shape}): {total} clips, {network} batch {settings.batch_size}")
         print(f"decoding alone: {frames / decode_seconds:,.0f} frames/s ({total / decode_seconds:.1f} clips/s)")
         print(f"bin/extract pipeline (Ray start-up included): {pipeline_rate:.2f} clips/s, {pipeline_seconds:.1f} s")
         if not args.skip_memory:
@@ -193,7 +212,7 @@ def main() -> None:
                     f"{minutes}-minute 1280x720 30 fps video: {result['clips']} clips in {result['seconds']:.0f} s, "
                     f"peak memory {result['peak'] / 2**30:.2f} GiB"
                 )
-        print(f"pipeline / best C3D alone clips per second, ratio: {pipeline_rate / model_rate:.2f}")
+        print(f"pipeline / best {network} alone clips per second, ratio: {pipeline_rate / model_rate:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

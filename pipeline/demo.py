@@ -16,7 +16,9 @@ from pathlib import Path
 
 from common import atomic
 from common.errors import PipelineError
+from extract.backbones import backbone
 from extract.extractor import ExtractSettings
+from extract.video import clip_count
 from hscnet.checkpoint import load_checkpoint
 from hscnet.config import load_config
 from hscnet.evaluate import evaluate_checkpoint
@@ -38,12 +40,14 @@ DEMO_CLIPS = 560
 
 
 def c3d_rate(settings: ExtractSettings, batches: int = 1) -> tuple[float, str]:
-    """Clips/s of C3D on this machine, measured on random clips after a warm-up batch (C3D's cost
-    does not depend on what the clips show), and how it runs."""
+    """Clips/s of the settings' backbone (C3D by default) on this machine, measured on random clips after a
+    warm-up batch (its cost does not depend on what the clips show), and how it runs."""
     import numpy as np
 
     encoder = settings.encoder()
-    clips = np.random.default_rng(0).integers(0, 256, (settings.batch_size, 16, 112, 112, 3), dtype=np.uint8)
+    declared = backbone(settings.backbone)
+    shape = (settings.batch_size, declared.clip_len, declared.crop, declared.crop, 3)
+    clips = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     encoder.encode(clips)  # oneDNN builds its kernels for this shape on the first call
     started = time.perf_counter()
     for _ in range(batches):
@@ -58,15 +62,19 @@ def run_demo(
     overrides: list[str] = (),
     progress: bool = True,
     shape: WorldShape = DEMO_SHAPE,
+    backbone_name: str = "c3d",
 ) -> dict:
     """Every stage of the demo into `folder`, a world of about `clips` C3D clips; `overrides` change
-    configs/demo.yaml."""
+    configs/demo.yaml. `backbone_name` extracts with another backbone (the world stays the same)."""
     folder = Path(folder)
+    settings = ExtractSettings(backbone=backbone_name)
+    spec = settings.spec()
     paths = [f"data.{name}={folder / 'annotations' / f'{name}.jsonl'}" for name in ("train", "val", "test")]
     config = load_config(
         REPO / "configs" / "demo.yaml",
-        [f"data.features={folder / 'features'}", *paths, f"run_dir={folder / 'run'}", *overrides],
-    )
+        [f"data.features={folder / 'features'}", f"data.feature_dim={spec.dim}", *paths, f"run_dir={folder / 'run'}",
+         *overrides],
+    )  # fmt: skip
     timings: dict[str, float] = {}
 
     def stage(name: str, work):
@@ -77,15 +85,18 @@ def run_demo(
         log.info(f"== {name}: {timings[name]:.0f} s")
         return result
 
-    planned = sum(scene_clips(scene) for scene in plan_world(clips, seed, shape))
-    rate, how = c3d_rate(ExtractSettings())
+    scenes = plan_world(clips, seed, shape)
+    planned = sum(scene_clips(scene) for scene in scenes)
+    rate, how = c3d_rate(settings)
+    if backbone_name != "c3d":  # its clips span other lengths of time than C3D's 16 frames
+        planned = sum(clip_count(int(scene.duration * spec.sample_fps), spec.clip_len, spec.stride) for scene in scenes)
     log.info(
-        f"the demo world holds {planned} C3D clips; {how} runs {rate:.2f} clips/s here, so extracting them "
-        f"costs about {planned / rate / 60:.1f} minutes (then training, a few minutes)"
+        f"the demo world holds {planned} {backbone_name} clips; {how} runs {rate:.2f} clips/s here, so extracting "
+        f"them costs about {planned / rate / 60:.1f} minutes (then training, a few minutes)"
     )
     splits = stage("generate", lambda: generate_world(folder, clips, seed, progress, shape))
     extraction = stage(
-        "extract", lambda: run_extraction(folder / "videos", folder / "features", ExtractSettings(), progress=progress)
+        "extract", lambda: run_extraction(folder / "videos", folder / "features", settings, progress=progress)
     )
     log.info(extraction.report())
     if extraction.failed:
@@ -134,9 +145,16 @@ def main() -> None:
         "--clips", type=int, default=DEMO_CLIPS, help=f"the world's size in C3D clips (default {DEMO_CLIPS})"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone", default="c3d", help="extract with this backbone (default c3d, the paper's)")
+    parser.add_argument("--folder", default=str(REPO / "demo"), help="where the demo is written (default demo/)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
-    cli.run(lambda: run_demo(args.clips, args.seed, progress=not args.no_progress) and 0)
+    cli.run(
+        lambda: run_demo(
+            args.clips, args.seed, folder=args.folder, progress=not args.no_progress, backbone_name=args.backbone
+        )
+        and 0
+    )
 
 
 if __name__ == "__main__":

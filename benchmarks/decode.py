@@ -1,0 +1,99 @@
+"""PyAV beside decord on the same videos: frames/s, CPU per frame and peak memory, each in a fresh process.
+
+Run: .venv/bin/python benchmarks/decode.py [--minutes 10] [--pause 1.0]
+
+Videos: the real Charades video (480x270 H.264), a generated 1280x720 30 fps H.264 video of
+`--minutes` minutes, and a generated 640x360 AV1 one. Each decoder reads each video through
+`extract.video.decode_clips` (C3D's 16-frame clips at 112x112, as `bin/extract` does) twice, in
+fresh processes: once flat out, for frames/s; once pausing `--pause` seconds after every chunk
+of 32 clips, as the C3D actor leaves the decoder waiting, for the peak resident memory (VmHWM)
+and the CPU time the process spent per frame (a decoder that works ahead during the pauses
+spends it there, taking it from C3D). The last line is the default decoder's frames/s over the
+faster decoder's on the 720p video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from extract.extractor import ExtractSettings
+
+REPO = Path(__file__).resolve().parents[1]
+CHARADES = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data")) / "videos" / "charades.mp4"
+
+DECODE = """
+import json, os, sys, time
+from extract.spec import FeatureSpec
+from extract.video import decode_clips, probe
+path, decoder, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+started, cpu_started = time.perf_counter(), time.process_time()
+info = probe(path, decoder)
+clips = 0
+for chunk in decode_clips(path, FeatureSpec(), info, decoder=decoder):
+    clips += len(chunk)
+    time.sleep(pause)
+seconds = time.perf_counter() - started - pause * (-(-clips // 32))
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(json.dumps({"frames": clips * 16, "seconds": seconds, "cpu": time.process_time() - cpu_started,
+                  "peak": int(status["VmHWM"].split()[0]) * 1024}))
+"""
+
+
+def run(video: Path, decoder: str, pause: float) -> dict:
+    output = subprocess.run(
+        [sys.executable, "-c", DECODE, str(video), decoder, str(pause)], capture_output=True, text=True, cwd=REPO
+    )
+    if output.returncode:
+        raise SystemExit(f"{decoder} on {video.name} failed: {output.stderr.strip().splitlines()[-1]}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def av1_video(path: Path) -> Path:
+    from pipeline.synthetic import write_video
+
+    y, x = np.mgrid[0:360, 0:640]
+    frames = (
+        np.stack([(x + 4 * i) % 256, (y + i) % 256, np.full_like(x, 100)], -1).astype(np.uint8) for i in range(30 * 20)
+    )
+    return write_video(path, frames, fps=30, codec="libsvtav1", options={"preset": "12"})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, default=10, help="length of the generated 720p video")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds of simulated C3D work per chunk of 32 clips")
+    args = parser.parse_args()
+    from extract_speed import cpu_name, long_video, one_minute_720p  # benchmarks/ is this script's folder
+
+    work = Path(tempfile.mkdtemp(prefix="hscnet-decode-bench-"))
+    long = long_video(work / f"{args.minutes}min_720p.mp4", args.minutes, one_minute_720p(work / "minute.mp4"))
+    videos = {"charades 480x270 H.264 30 s": CHARADES, f"1280x720 H.264 {args.minutes} min": long,
+              "640x360 AV1 20 s": av1_video(work / "av1.mkv")}  # fmt: skip
+    default = ExtractSettings().decoder
+    print(f"CPU: {cpu_name()}; default decoder: {default}; pause per chunk {args.pause:g} s")
+    print(f"{'video':32} {'decoder':8} {'frames/s':>9} {'CPU ms/frame (paused)':>22} {'peak GiB (paused)':>18}")
+    rates = {}
+    for label, video in videos.items():
+        for decoder in ("pyav", "decord"):
+            flat, paused = run(video, decoder, 0.0), run(video, decoder, args.pause)
+            rates[label, decoder] = flat["frames"] / flat["seconds"]
+            print(
+                f"{label:32} {decoder:8} {rates[label, decoder]:9.0f} "
+                f"{1000 * paused['cpu'] / paused['frames']:22.2f} {paused['peak'] / 1024**3:18.2f}"
+            )
+    long_label = next(label for label in videos if "720" in label)
+    fastest = max(rates[long_label, d] for d in ("pyav", "decord"))
+    print(f"{long_label}: the default decoder ({default}) over the faster one, frames/s ratio: "
+          f"{rates[long_label, default] / fastest:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
