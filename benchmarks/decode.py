@@ -47,9 +47,31 @@ print(json.dumps({"frames": clips * 16, "seconds": seconds, "cpu": time.process_
 """
 
 
-def run(video: Path, decoder: str, pause: float) -> dict:
+# decord read directly, four ways, to find what stops its read-ahead from holding frames (dmlc/decord's
+# issues suggest seek(0), num_threads=1, or one reader per chunk): chunks of 512 frames at 171x128.
+DECORD_VARIANT = """
+import json, sys, time
+from decord import VideoReader, cpu
+path, variant, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+threads = 1 if variant in ("num_threads=1", "seek(0)") else 0
+reader = VideoReader(path, ctx=cpu(0), width=171, height=128, num_threads=threads)
+total = len(reader)
+for start in range(0, total, 512):
+    if variant == "a reader per chunk" and start:
+        reader = VideoReader(path, ctx=cpu(0), width=171, height=128, num_threads=threads)
+    reader.get_batch(list(range(start, min(start + 512, total)))).asnumpy()
+    if variant == "seek(0)":
+        reader.seek(0)
+    time.sleep(pause)
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(json.dumps({"peak": int(status["VmHWM"].split()[0]) * 1024}))
+"""
+DECORD_VARIANTS = ("plain", "num_threads=1", "seek(0)", "a reader per chunk")
+
+
+def run(video: Path, decoder: str, pause: float, script: str = DECODE) -> dict:
     output = subprocess.run(
-        [sys.executable, "-c", DECODE, str(video), decoder, str(pause)], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-c", script, str(video), decoder, str(pause)], capture_output=True, text=True, cwd=REPO
     )
     if output.returncode:
         raise SystemExit(f"{decoder} on {video.name} failed: {output.stderr.strip().splitlines()[-1]}")
@@ -70,6 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, default=10, help="length of the generated 720p video")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds of simulated C3D work per chunk of 32 clips")
+    parser.add_argument("--decord-variants", action="store_true",
+                        help="also the peak memory of decord read four ways on the 720p video (slow: pauses)")
     args = parser.parse_args()
     from extract_speed import cpu_name, long_video, one_minute_720p  # benchmarks/ is this script's folder
 
@@ -90,6 +114,10 @@ def main() -> None:
                 f"{1000 * paused['cpu'] / paused['frames']:22.2f} {paused['peak'] / 1024**3:18.2f}"
             )
     long_label = next(label for label in videos if "720" in label)
+    if args.decord_variants:
+        for variant in DECORD_VARIANTS:
+            peak = run(long, variant, 1.5 * args.pause, DECORD_VARIANT)["peak"]
+            print(f"{long_label}, decord read directly, {variant}: peak {peak / 1024**3:.2f} GiB (paused)")
     fastest = max(rates[long_label, d] for d in ("pyav", "decord"))
     print(f"{long_label}: the default decoder ({default}) over the faster one, frames/s ratio: "
           f"{rates[long_label, default] / fastest:.2f}")  # fmt: skip

@@ -8,25 +8,63 @@ interrupt before the rename removes the temporary file and leaves any previous v
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from common.errors import PipelineError
+
 # mkstemp makes its file private (0600); the final file gets the mode any new file of this process would.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(PipelineError):
+    """A write that found no space left: nothing of it remains, what was there before is intact."""
+
+
+def is_disk_full(error: Exception, folder: Path) -> bool:
+    """ENOSPC or EDQUOT, or a write error with no errno on a device that has next to nothing left (numpy's
+    `tofile` reports "N requested and M written", torch.save a RuntimeError "iostream error")."""
+    number = getattr(error, "errno", None)
+    if number in FULL:
+        return True
+    try:
+        return number is None and shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
+def disk_full(path: str | os.PathLike, error: Exception) -> DiskFullError:
+    number = getattr(error, "errno", None)
+    cause = os.strerror(number) if number else str(error).splitlines()[0][:120]
+    return DiskFullError(
+        f"{path}: no space left on the device ({cause}); nothing of this write was kept and "
+        "what was there before is intact: free some space and run again"
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it to `path`."""
+    """Yield a temporary path beside `path`; on success rename it to `path`. A full disk becomes one
+    `DiskFullError` naming `path`."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as error:
+        if is_disk_full(error, final.parent):
+            raise disk_full(final, error) from error
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -35,8 +73,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, final)
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
+        if is_disk_full(error, final.parent):
+            raise disk_full(final, error) from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line and flush it to disk; if it cannot be written whole (a full disk), the file is cut
+    back to what it was, so no torn line is left behind."""
+    path = Path(path)
+    with open(path, "a", encoding="utf-8") as handle:
+        before = handle.tell()
+        try:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as error:
+            handle.truncate(before)  # the part that reached the disk; nothing new is written by truncating
+            if is_disk_full(error, path.parent):
+                raise disk_full(path, error) from error
+            raise
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -66,7 +66,8 @@ class FeatureSpec:
         hints = typing.get_type_hints(cls)
         names = [field.name for field in dataclasses.fields(cls)]
         if sorted(obj) != sorted(names):
-            raise InputError(f"{where}: a feature spec has the keys {', '.join(names)}, this one {', '.join(obj)}")
+            given = ", ".join(repr(key) for key in obj)[:200]  # keys from a file: repr keeps the message on one line
+            raise InputError(f"{where}: a feature spec has the keys {', '.join(names)}, this one {given}")
         for name in names:
             value, kind = obj[name], hints[name]
             numeric = kind is float and isinstance(value, int)

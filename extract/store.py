@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -24,6 +25,16 @@ MANIFEST = "manifest.jsonl"
 # The fields of a manifest line written before the spec was nested (hscnet 0.1): read back into a spec.
 _FLAT_SPEC = {"clip_len": "clip_len", "stride": "stride", "target_fps": "sample_fps", "backbone": "backbone",
               "layer": "layer", "weights": "weights", "pca": "pca", "dim": "dim", "dtype": "dtype"}  # fmt: skip
+
+
+def check_features(features: np.ndarray, where: str) -> np.ndarray:
+    """A feature array as stored: [clips, dim] of floats, else a one-line refusal naming where it came from."""
+    if features.ndim != 2 or not np.issubdtype(features.dtype, np.floating):
+        raise InputError(
+            f"{where}: features of shape {tuple(features.shape)} and dtype {features.dtype}, "
+            "expected [clips, dim] floats"
+        )
+    return features
 
 
 def video_id_for(path: str | os.PathLike) -> str:
@@ -43,6 +54,7 @@ class ManifestRecord:
     spec: FeatureSpec
     error: str = ""
     decoder: str = "pyav"  # which library read the frames (extract/video.py)
+    node: str = ""  # where it ran: host name (and Ray node id on a cluster)
     fps: float = 0.0  # the video's own frame rate
     num_frames: int = 0
     duration: float = 0.0
@@ -62,8 +74,19 @@ class ManifestRecord:
             spec = FeatureSpec.from_json(
                 {new: obj.get(old, getattr(FeatureSpec, new)) for old, new in _FLAT_SPEC.items()}, where
             )
-        known = {f.name for f in fields(cls)} - {"spec"}
-        return cls(spec=spec, **{key: value for key, value in obj.items() if key in known})
+        kinds = typing.get_type_hints(cls)
+        values = {}
+        for field in fields(cls):
+            if field.name == "spec" or field.name not in obj:
+                continue
+            value, kind = obj[field.name], kinds[field.name]
+            numeric = kind is float and isinstance(value, int)
+            if isinstance(value, bool) or not (isinstance(value, kind) or numeric):
+                raise TypeError(f"{field.name} must be {kind.__name__}, got {value!r:.60}")
+            values[field.name] = kind(value)
+        if values.get("status") not in ("ok", "failed"):
+            raise TypeError(f"status must be \"ok\" or \"failed\", got {values.get('status')!r:.60}")
+        return cls(spec=spec, **values)
 
 
 class FeatureStore:
@@ -90,22 +113,27 @@ class FeatureStore:
     def where(self, video: str) -> str:
         return str(self.path / f"{video}.npy")
 
+    def file(self, video: str) -> Path:
+        """The feature file of a video id; an id that would name a file outside the store (a path separator,
+        a leading dot, a control character: ids come from annotation files) is refused."""
+        if video != video_id_for(video + ".npy"):
+            raise InputError(f"{self.path}: video id {video!r} cannot name a file in the store (A-Z a-z 0-9 . _ -)")
+        return self.path / f"{video}.npy"
+
     def read(self, video: str) -> np.ndarray:
         """The [T, D] clips of a video, memory-mapped: nothing is read before it is used."""
         try:
-            return np.load(self.path / f"{video}.npy", mmap_mode="r", allow_pickle=False)
+            features = np.load(self.file(video), mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
             raise InputError(f"{self.where(video)}: unreadable feature file ({error})") from error
+        return check_features(features, self.where(video))
 
     def write(self, video: str, features: np.ndarray) -> None:
-        atomic.save_npy(self.path / f"{video}.npy", features)
+        atomic.save_npy(self.file(video), features)
         self._ids.add(video)
 
     def append(self, record: ManifestRecord) -> None:
-        with open(self.path / MANIFEST, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record.to_json()) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        atomic.append_line(self.path / MANIFEST, json.dumps(record.to_json()))
 
     def records(self) -> dict[str, ManifestRecord]:
         """The latest manifest record of every video (a torn last line from a crash is ignored)."""

@@ -41,7 +41,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged or foreign file
-        raise InputError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")[:300]
+        raise InputError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {first})") from error
     found = content.get("format") if isinstance(content, dict) else None
     if found == "hscnet-checkpoint/1":
         raise InputError(

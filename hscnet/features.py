@@ -12,7 +12,7 @@ import numpy as np
 
 from common.errors import InputError
 from extract.spec import RELEASED_ACTIVITYNET, FeatureSpec
-from extract.store import FeatureStore
+from extract.store import FeatureStore, check_features
 
 
 class HDF5Features:
@@ -54,10 +54,16 @@ class HDF5Features:
         return f"{self.path}[{video}]"
 
     def read(self, video: str) -> np.ndarray:
-        node = self._file()[video]
-        if not hasattr(node, "shape"):  # a group: the ActivityNet layout
-            node = node["c3d_features"]
-        return node[()]
+        """The [T, D] clips of a video; a missing key, a group without `c3d_features` or an array that is not
+        2-d floats is refused naming the file and the key."""
+        try:
+            node = self._file()[video]
+            if not hasattr(node, "shape"):  # a group: the ActivityNet layout
+                node = node["c3d_features"]
+            features = node[()]
+        except KeyError as error:
+            raise InputError(f"{self.where(video)}: no such features in the HDF5 file ({error.args[0]})") from error
+        return check_features(features, self.where(video))
 
     def spec(self) -> FeatureSpec | None:
         """The released ActivityNet features' public recipe (`RELEASED_ACTIVITYNET`), known by their

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common.atomic import atomic_path
+from common.atomic import append_line, atomic_path
 from common.devices import autocast_dtype, resolve_device
 from common.errors import InputError, PipelineError
 from extract.text import Vocabulary, vocabulary_with_vectors
@@ -311,8 +311,7 @@ def _finish_epoch(config, state, model, val_set, device, dtype, writer, run_dir,
     for name, value in metrics.items():
         writer.add_scalar(f"val/{name}", value, state.epoch + 1)
     writer.flush()
-    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_line(run_dir / "metrics.jsonl", json.dumps(record))
     improved = bool(metrics) and metrics["mIoU"] > state.best_miou
     if improved:
         state.best_miou, state.best_epoch = metrics["mIoU"], state.epoch

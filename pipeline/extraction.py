@@ -1,12 +1,18 @@
 """The extraction stage (bin/extract): a folder (or list) of raw videos to a feature store, in parallel with Ray.
 
 Ray decode tasks read the videos (`extract.video.decode_clips`) and stream their clips, a chunk
-at a time, to an actor that keeps C3D loaded (one per GPU; on CPU one actor). The actor takes
-two videos at once, so the next video is already being decoded while C3D works on the current
-one; a lock keeps one video on the model at a time, and each decode task may run at most two
-chunks ahead, so memory stays flat however many and however long the videos are. Features come
-back to this process, which writes them (atomically) and the manifest line, so the output
-folder needs to exist only here.
+at a time, to an actor that keeps the backbone loaded: one per GPU of the cluster, or on CPU
+nodes one per node, pinned there and given that node's cores as threads (less an eighth, what
+decoding beside it takes); each video's decode task runs on its actor's node, and its manifest
+line records the node in `node`. The actor takes two videos at once, so the next video is
+already being decoded while the model works on the current one; a lock keeps one video on the
+model at a time, and each decode task may run at most two chunks ahead, so memory stays flat
+however many and however long the videos are. Features come back to this process, which writes
+them (atomically) and the manifest line, so the output folder needs to exist only here.
+
+A worker lost mid-run (its process or its node died) hands its videos in flight back to the
+others; a video whose worker was lost three times, or that no worker is left to take, is recorded
+as failed with that reason. Nothing of a lost video was written: features are written here, whole.
 
 A rerun skips the videos the manifest records as done (the store holds one feature spec) and
 retries failed ones. A video that fails is recorded with the decoder's message and reported at the
@@ -16,8 +22,10 @@ function `extract_video`, which `bin/ground` and the tests call without Ray.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,11 +35,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.errors import InputError
+from common.errors import InputError, PipelineError
 from extract.c3d import warn_random_c3d
 from extract.extractor import ExtractSettings, extract_video
 from extract.spec import FeatureSpec
-from extract.store import FeatureStore, video_id_for
+from extract.store import FeatureStore, ManifestRecord, video_id_for
 from extract.video import VideoInfo, decode_clips, list_videos
 
 log = logging.getLogger(__name__)
@@ -125,11 +133,16 @@ def extract_videos(
         for features, record in results:
             if features is not None:
                 store.write(record.video_id, features)
+                try:
+                    store.append(record)
+                except PipelineError:  # a full disk: the features without their line would be a stray file
+                    (store.path / f"{record.video_id}.npy").unlink(missing_ok=True)
+                    raise
                 summary.done.append(record.video_id)
                 summary.clips += record.clips
             else:
                 summary.failed[record.video_id] = record.error
-            store.append(record)
+                store.append(record)
             summary.seconds = time.time() - started
             bar.set_postfix(clips_per_s=f"{summary.clips / max(summary.seconds, 1e-9):.1f}", failed=len(summary.failed))
             bar.update()
@@ -167,11 +180,16 @@ def _in_process(todo, settings: ExtractSettings, spec: FeatureSpec) -> Iterator:
     encoder = settings.encoder()
     log.info(encoder.describe())
     for path, video_id in todo:
-        yield extract_video(path, video_id, encoder.encode, spec, decoder=settings.decoder)
+        features, record = extract_video(path, video_id, encoder.encode, spec, decoder=settings.decoder)
+        record.node = socket.gethostname()
+        yield features, record
 
 
 def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int | None, address: str | None) -> Iterator:
     import ray
+
+    errors = ray.exceptions
+    worker_lost = (errors.RayActorError, errors.NodeDiedError, errors.WorkerCrashedError, errors.ObjectLostError)
 
     started_here = not ray.is_initialized()
     if started_here:
@@ -186,35 +204,84 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
                 configure_logging=False,
             )
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0)) if settings.device != "cpu" else 0
-        cpus = os.cpu_count() or 1
-        # Decoding costs about an eighth of C3D's time per clip, so the CPU actor's model keeps every core.
-        threads = max(1, cpus // max(gpus, 1))
-        actor_class = _actor_class(ray)
-        actors = [
-            actor_class.options(num_gpus=1 if gpus else 0).remote(settings, spec, threads) for _ in range(max(gpus, 1))
-        ]
-        log.info(ray.get(actors[0].describe.remote()))
-        pending: dict = {}
-        queue = iter(todo)
+        actors = _start_actors(ray, settings, spec)
+        log.info(f"{ray.get(actors[0].describe.remote())}; {len(actors)} worker(s) on {_alive_nodes(ray)} node(s)")
+        queue = collections.deque(todo)
+        pending: dict = {}  # object ref -> (actor, (path, video id))
+        lost: collections.Counter = collections.Counter()  # video id -> workers lost while it ran
 
-        def submit(actor) -> None:
-            item = next(queue, None)
-            if item is not None:
-                pending[actor.extract.remote(str(item[0]), item[1])] = actor
+        def fill() -> None:
+            """Two videos per worker: one on the model, the next one decoding."""
+            for actor in actors:
+                while queue and sum(owner is actor for owner, _ in pending.values()) < 2:
+                    item = queue.popleft()
+                    pending[actor.extract.remote(str(item[0]), item[1])] = (actor, item)
 
-        for actor in actors:
-            for _ in range(2):  # two videos per actor: one on the model, the next one decoding
-                submit(actor)
+        fill()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            actor = pending.pop(done[0])
-            submit(actor)
-            features, record = ray.get(done[0])
+            actor, (path, video_id) = pending.pop(done[0])
+            try:
+                features, record = ray.get(done[0])
+            except worker_lost as error:  # the worker or its node died: its videos go to the others
+                if actor in actors:
+                    actors.remove(actor)
+                    log.warning(f"an extraction worker was lost ({type(error).__name__}); {len(actors)} left")
+                lost[video_id] += 1
+                if lost[video_id] >= MAX_WORKERS_LOST or not actors:
+                    yield None, _lost_record(path, video_id, spec, settings.decoder, lost[video_id])
+                else:
+                    queue.appendleft((path, video_id))
+                fill()
+                continue
+            fill()
             yield features, record
+        for path, video_id in queue:  # no worker left to take them
+            yield None, _lost_record(path, video_id, spec, settings.decoder, lost[video_id])
     finally:
         if started_here:
             ray.shutdown()
+
+
+MAX_WORKERS_LOST = 3  # a video whose worker died this many times is recorded as failed, not tried again
+
+
+def _lost_record(path, video_id: str, spec: FeatureSpec, decoder: str, times: int) -> ManifestRecord:
+    reason = f"its extraction worker was lost {times} time(s) (node or process died)" if times else ""
+    return ManifestRecord(
+        video_id=video_id,
+        source=str(Path(path).resolve()),
+        status="failed",
+        spec=spec,
+        decoder=decoder,
+        error=reason or "no extraction worker left (every node was lost)",
+    )
+
+
+def _alive_nodes(ray) -> int:
+    return sum(node["Alive"] for node in ray.nodes())
+
+
+def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> list:
+    """One worker per GPU where the cluster has GPUs (and the device allows them), else one per node, each
+    pinned to its node and given that node's CPUs as threads, less an eighth for the decode tasks there."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor_class = _actor_class(ray)
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    use_gpus = settings.device != "cpu" and any(node["Resources"].get("GPU", 0) for node in nodes)
+    actors = []
+    for node in nodes:
+        cpus = int(node["Resources"].get("CPU", 1)) or 1
+        gpus = int(node["Resources"].get("GPU", 0)) if use_gpus else 0
+        if use_gpus and not gpus:
+            continue  # a CPU node of a GPU cluster: its cores would add little beside the GPUs
+        place = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        for _ in range(max(gpus, 1)):
+            threads = max(1, cpus // gpus) if gpus else max(1, cpus - cpus // 8)
+            options = {"num_gpus": 1} if gpus else {}
+            actors.append(actor_class.options(scheduling_strategy=place, **options).remote(settings, spec, threads))
+    return actors
 
 
 def _actor_class(ray):
@@ -236,6 +303,7 @@ def _actor_class(ray):
             self.encoder = settings.encoder()
             self.model_lock = threading.Lock()
             self.node = ray.get_runtime_context().get_node_id()
+            self.node_name = f"{socket.gethostname()}/{self.node[:12]}"  # hosts of a local test cluster share a name
 
         def describe(self) -> str:
             return self.encoder.describe()
@@ -262,6 +330,7 @@ def _actor_class(ray):
             features, record = extract_video(path, video_id, self.encode, self.spec, decode, self.decoder)
             if features is None and stream is not None:
                 ray.cancel(stream)
+            record.node = self.node_name
             return features, record
 
     return EncoderWorker

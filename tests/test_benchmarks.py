@@ -19,6 +19,14 @@ def test_the_gpu_script_parses_and_its_python_parts_import():
         assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
 
 
+def test_every_benchmark_script_explains_itself():
+    for script in ("decode.py", "extract_speed.py", "ground_batch.py", "ground.py", "train_epoch.py", "proxy.py"):
+        result = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True, text=True, cwd=REPO
+        )
+        assert result.returncode == 0 and "usage:" in result.stdout, (script, result.stderr)
+
+
 def test_the_model_and_c3d_paths_import_neither_ray_nor_spacy_nor_pyav():
     # The GPU machines have none of the three: the GPU script's model and C3D paths must not need them.
     code = (

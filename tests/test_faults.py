@@ -1,0 +1,257 @@
+"""Faults that lose work, and what is kept: a full disk under bin/extract and bin/train, writes cut short.
+
+A full disk is a real one where the tests may mount a small tmpfs (root, as in CI), else the
+test is skipped; the unit checks below it fill the disk the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import SMOKE, cli
+
+from common import atomic
+from common.atomic import DiskFullError
+from pipeline.synthetic import write_video
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 160 KiB tmpfs mounted for the test."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.decode().strip()[:100]})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(disk, leave: int = 0) -> None:
+    """Fill the disk but `leave` bytes (about: tmpfs counts in pages)."""
+    free = shutil.disk_usage(disk).free
+    if free > leave:
+        (disk / "ballast").write_bytes(b"\0" * (free - leave))
+
+
+def test_an_atomic_write_on_a_full_disk_keeps_the_previous_version(small_disk):
+    target = small_disk / "result.json"
+    atomic.write_json(target, {"version": 1})
+    fill(small_disk)
+    with pytest.raises(DiskFullError, match=r"result\.json: no space left on the device"):
+        atomic.write_json(target, {"version": 2, "padding": "x" * 50_000})
+    assert json.loads(target.read_text()) == {"version": 1}
+    assert sorted(p.name for p in small_disk.iterdir()) == ["ballast", "result.json"]  # no temporary file
+
+
+def test_an_append_that_does_not_fit_leaves_no_torn_line(small_disk):
+    log = small_disk / "lines.jsonl"
+    atomic.append_line(log, json.dumps({"n": 1}))
+    fill(small_disk, leave=4096 - log.stat().st_size - 10)  # a few bytes fit, not the whole line
+    with pytest.raises(DiskFullError, match=r"lines\.jsonl: no space left"):
+        atomic.append_line(log, json.dumps({"n": 2, "padding": "x" * 20_000}))
+    assert log.read_text() == '{"n": 1}\n'
+
+
+@pytest.mark.slow
+def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finished(small_disk, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for index in range(6):  # 4 C3D clips each: 32 KiB of float16 features a video
+        write_video(videos / f"v{index}.mp4", [np.full((64, 96, 3), 40 * index, np.uint8)] * 64, fps=16)
+    store = small_disk / "store"
+    fill(small_disk, leave=100 * 1024)
+    result = cli("extract", "--videos", str(videos), "--out", str(store), "--no-ray", "--no-progress")
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0] and "Traceback" not in result.stderr
+    lines = [json.loads(line) for line in (store / "manifest.jsonl").read_text().splitlines()]
+    done = sorted(line["video_id"] for line in lines if line["status"] == "ok")
+    assert 0 < len(done) < 6
+    assert sorted(p.stem for p in store.glob("*.npy")) == done  # no features without their line
+    assert not [p for p in store.iterdir() if p.name.startswith(".")]  # no temporary file
+    for name in done:
+        assert np.load(store / f"{name}.npy").shape == (4, 4096)
+
+
+@pytest.mark.slow
+def test_bin_train_on_a_full_disk_stops_with_one_line(small_disk, proxy_data):
+    run = small_disk / "run"
+    fill(small_disk, leave=24 * 1024)  # the resolved config fits; a checkpoint does not
+    result = cli(
+        "train", "--config", str(SMOKE), f"data.features={proxy_data['features']}",
+        f"data.train={proxy_data['train']}", f"data.val={proxy_data['val']}", "data.feature_dim=500",
+        f"run_dir={run}", "train.epochs=1", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0] and "Traceback" not in result.stderr
+    assert not list(run.glob("*.pt")) and not list(run.glob(".*.tmp"))
+
+
+# --- Damaged inputs read back later: one line naming the file and the problem, never code run.
+
+
+def test_damaged_feature_files_are_refused_naming_the_file(tmp_path):
+    from common.errors import InputError
+    from extract.store import FeatureStore
+
+    store = FeatureStore(tmp_path / "store", create=True)
+    np.save(tmp_path / "store" / "good.npy", np.ones((4, 8), np.float16))
+    good = (tmp_path / "store" / "good.npy").read_bytes()
+    (tmp_path / "store" / "truncated.npy").write_bytes(good[:100])
+    (tmp_path / "store" / "corrupt.npy").write_bytes(b"\x93NUMPY" + b"\xff" * 40)
+    np.save(tmp_path / "store" / "integers.npy", np.ones((4, 8), np.int64))
+    np.save(tmp_path / "store" / "cube.npy", np.ones((4, 8, 2), np.float32))
+    np.save(tmp_path / "store" / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert store.read("good").shape == (4, 8)
+    expected = {
+        "truncated": "unreadable feature file",
+        "corrupt": "unreadable feature file",
+        "integers": r"features of shape \(4, 8\) and dtype int64, expected \[clips, dim\] floats",
+        "cube": r"features of shape \(4, 8, 2\) and dtype float32",
+        "objects": "unreadable feature file",  # never unpickled
+    }
+    for name, message in expected.items():
+        with pytest.raises(InputError, match=rf"{name}\.npy: {message}"):
+            store.read(name)
+
+
+def test_hdf5_files_with_missing_keys_are_refused_naming_the_key(tmp_path):
+    import h5py
+
+    from common.errors import InputError
+    from hscnet.features import open_features
+
+    with h5py.File(tmp_path / "f.hdf5", "w") as f:
+        f.create_dataset("v_a/c3d_features", data=np.ones((3, 500), np.float32))
+        f.create_group("v_b")  # the ActivityNet layout without its array
+        f.create_dataset("v_c", data=np.ones(3, np.float32))  # not [clips, dim]
+    features = open_features(tmp_path / "f.hdf5")
+    assert features.read("v_a").shape == (3, 500)
+    with pytest.raises(InputError, match=r"f\.hdf5\[v_b\]: no such features in the HDF5 file"):
+        features.read("v_b")
+    with pytest.raises(InputError, match=r"f\.hdf5\[v_zz\]: no such features"):
+        features.read("v_zz")
+    with pytest.raises(InputError, match=r"f\.hdf5\[v_c\]: features of shape \(3,\)"):
+        features.read("v_c")
+
+
+def test_damaged_checkpoints_are_refused_in_one_line_and_no_code_runs(tmp_path):
+    import torch
+
+    from common.errors import InputError
+    from hscnet.checkpoint import load_checkpoint
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.write_text, ("code ran",))
+
+    torch.save({"x": Payload()}, tmp_path / "payload.pt")
+    torch.save({"format": "hscnet-checkpoint/2"}, tmp_path / "whole.pt")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:60])
+    for name in ("payload", "truncated"):
+        with pytest.raises(InputError, match=rf"{name}\.pt: not a loadable checkpoint") as caught:
+            load_checkpoint(tmp_path / f"{name}.pt")
+        assert "\n" not in str(caught.value)
+    assert not marker.exists()
+
+
+# --- Every reader of outside text, fuzzed: it returns a value or raises a PipelineError, nothing else.
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from common.errors import PipelineError  # noqa: E402
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+NEAR_ANNOTATION = st.dictionaries(
+    st.sampled_from(["duration", "timestamps", "sentences", "video", "x"]) | st.text(max_size=5), JSON, max_size=5
+)
+
+
+def refuses_cleanly(read, *args) -> None:
+    try:
+        read(*args)
+    except PipelineError as error:
+        assert str(error).strip() and "\n" not in str(error).strip()
+
+
+@FUZZ
+@given(st.dictionaries(st.text(max_size=8), NEAR_ANNOTATION | JSON, max_size=4) | JSON)
+def test_fuzz_activitynet_annotation_files(tmp_path, content):
+    from hscnet.annotations import read_annotations
+
+    path = tmp_path / "captions.json"
+    path.write_text(json.dumps(content))
+    refuses_cleanly(read_annotations, path)
+
+
+@FUZZ
+@given(st.lists(NEAR_ANNOTATION.map(json.dumps) | st.text(max_size=30), max_size=5))
+def test_fuzz_jsonl_annotation_files(tmp_path, lines):
+    from hscnet.annotations import read_annotations
+
+    path = tmp_path / "captions.jsonl"
+    path.write_text("\n".join(lines))
+    refuses_cleanly(read_annotations, path, "jsonl")
+
+
+@FUZZ
+@given(st.lists(st.dictionaries(
+    st.sampled_from(["video_id", "source", "status", "spec", "error", "clips", "duration", "x"]), JSON, max_size=6
+).map(json.dumps) | st.text(max_size=40), max_size=4))  # fmt: skip
+def test_fuzz_manifest_lines(tmp_path, lines):
+    from extract.store import FeatureStore
+
+    (tmp_path / "store").mkdir(exist_ok=True)
+    (tmp_path / "store" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    refuses_cleanly(lambda: FeatureStore(tmp_path / "store").records())
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["data", "model", "train", "eval", "text", "run_dir", "seed"]),
+                       JSON | st.dictionaries(st.sampled_from(["epochs", "lr", "features", "depths", "x"]), JSON,
+                                              max_size=3), max_size=4) | JSON)  # fmt: skip
+def test_fuzz_configs(tmp_path, content):
+    import yaml
+
+    from hscnet.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(content))
+    refuses_cleanly(load_config, path)
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_fuzz_paragraph_files(tmp_path, text):
+    from pipeline.ground import read_paragraph
+
+    path = tmp_path / "paragraph.txt"
+    path.write_text(text, encoding="utf-8")
+    refuses_cleanly(read_paragraph, path, False)
+    refuses_cleanly(read_paragraph, path, True)
+
+
+@FUZZ
+@given(st.lists(st.dictionaries(st.sampled_from(["video", "paragraph", "x"]), JSON, max_size=3).map(json.dumps)
+                | st.text(max_size=30), max_size=4))  # fmt: skip
+def test_fuzz_batch_item_files(tmp_path, lines):
+    from pipeline.ground import read_batch
+
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(lines))
+    refuses_cleanly(read_batch, path)
