@@ -110,3 +110,28 @@ def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
+
+
+def recover(folder: str | os.PathLike, logs: tuple[str, ...] = ()) -> list[str]:
+    """Undo what a process killed mid-write (kill -9, a lost machine) left in `folder`: the temporary files
+    of `atomic_path` (".<name>.<random>.tmp") are removed and a torn last line of each append-only log in
+    `logs` is cut back. Call it before writing into a folder that only one process writes at a time.
+    Returns what it repaired, for the log."""
+    folder = Path(folder)
+    repaired = []
+    if not folder.is_dir():
+        return repaired
+    for stale in folder.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+        repaired.append(f"removed {stale.name}")
+    for name in logs:
+        log = folder / name
+        if not log.is_file() or log.stat().st_size == 0:
+            continue
+        data = log.read_bytes()
+        if not data.endswith(b"\n"):
+            with open(log, "rb+") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+                os.fsync(handle.fileno())
+            repaired.append(f"cut a torn last line of {name}")
+    return repaired

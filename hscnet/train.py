@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common.atomic import append_line, atomic_path
+from common.atomic import append_line, atomic_path, recover
 from common.devices import autocast_dtype, resolve_device
 from common.errors import InputError, PipelineError
 from extract.text import Vocabulary, vocabulary_with_vectors
@@ -195,6 +195,8 @@ def train(
         if device.type == "cuda" and checkpoint["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
 
+    for repair in recover(run_dir, logs=("metrics.jsonl",)):
+        log.warning(f"{run_dir}: {repair} (left by an interrupted run)")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     from torch.utils.tensorboard import SummaryWriter  # imported late: it loads TensorBoard

@@ -35,12 +35,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from common import atomic
 from common.errors import InputError, PipelineError
 from extract.c3d import warn_random_c3d
 from extract.extractor import ExtractSettings, extract_video
 from extract.spec import FeatureSpec
-from extract.store import FeatureStore, ManifestRecord, video_id_for
+from extract.store import MANIFEST, FeatureStore, ManifestRecord, video_id_for
 from extract.video import VideoInfo, decode_clips, list_videos
+from pipeline import ray_reaper
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,8 @@ def extract_videos(
 ) -> Summary:
     """Extract the video files `paths` into the store `out` (what `run_extraction` and `bin/ground --batch` share)."""
     spec = settings.spec()
+    for repair in atomic.recover(out, logs=(MANIFEST,)):
+        log.warning(f"{out}: {repair} (left by an interrupted run)")
     store = FeatureStore(out, create=True)
     if not settings.weights and settings.backbone == "c3d":
         warn_random_c3d()
@@ -196,6 +200,7 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
         if address:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         else:
+            ray_reaper.start()  # if this process is killed (kill -9), nothing of the Ray it starts stays behind
             ray.init(
                 num_cpus=workers or os.cpu_count(),
                 object_store_memory=settings.object_store_mb * 1024**2,

@@ -7,12 +7,16 @@ test is skipped; the unit checks below it fill the disk the same way.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMOKE, cli
+from conftest import REPO, SMOKE, cli
 
 from common import atomic
 from common.atomic import DiskFullError
@@ -255,3 +259,88 @@ def test_fuzz_batch_item_files(tmp_path, lines):
     path = tmp_path / "items.jsonl"
     path.write_text("\n".join(lines))
     refuses_cleanly(read_batch, path)
+
+
+# --- kill -9 of the driver: nothing partial, nothing left running, and the rerun ends where one run would.
+
+
+def session_processes(session: int) -> list[str]:
+    """The processes still alive in a session (a command started with start_new_session and all it spawned)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # after "pid (name) ": state, ppid, pgrp, session, ...
+        if int(fields[3]) == session and fields[0] != "Z":
+            alive.append(text[: text.rindex(")") + 1])
+    return alive
+
+
+def kill_9(command: list[str], when, timeout: float = 240.0) -> None:
+    """Start `command` in a session of its own, SIGKILL it once `when()` is true, and see that nothing of it
+    is left running a little later (Ray's processes included)."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # fmt: skip
+    deadline = time.time() + timeout
+    while not when() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the command ended before the moment to kill it"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    for _ in range(100):
+        if not session_processes(process.pid):
+            break
+        time.sleep(0.2)
+    assert session_processes(process.pid) == []
+
+
+def lines(path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+@pytest.mark.slow
+def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the_same_features(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for index in range(6):
+        frames = [np.full((64, 96, 3), (30 * index + 2 * t) % 256, np.uint8) for t in range(48)]
+        write_video(videos / f"v{index}.mp4", frames, fps=12)
+    extract = [str(REPO / "bin" / "extract"), "--videos", str(videos), "--no-progress", "--workers", "2"]
+    assert cli(*extract[0:1], *extract[1:], "--out", str(tmp_path / "whole")).returncode == 0
+    store = tmp_path / "store"
+    started = time.time()
+    kill_9([*extract, "--out", str(store)], when=lambda: time.time() - started > 1.0)  # importing, starting Ray
+    kill_9([*extract, "--out", str(store)], when=lambda: lines(store / "manifest.jsonl") >= 2)  # mid-run
+    assert 2 <= lines(store / "manifest.jsonl") < 6
+    rerun = cli("extract", "--videos", str(videos), "--out", str(store), "--no-progress", "--workers", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    assert not [p.name for p in store.iterdir() if p.name.startswith(".")]  # no temporary file
+    names = sorted(p.name for p in (tmp_path / "whole").glob("*.npy"))
+    assert sorted(p.name for p in store.glob("*.npy")) == names and len(names) == 6
+    for name in names:
+        np.testing.assert_array_equal(np.load(store / name), np.load(tmp_path / "whole" / name))
+
+
+@pytest.mark.slow
+def test_kill_9_of_bin_train_then_resume_gives_the_weights_of_an_uninterrupted_run(proxy_data, tmp_path):
+    import torch
+
+    def train(run):
+        return [str(REPO / "bin" / "train"), "--config", str(SMOKE), f"data.features={proxy_data['features']}",
+                f"data.train={proxy_data['train']}", f"data.val={proxy_data['val']}", "data.feature_dim=500",
+                f"run_dir={run}", "train.epochs=3", "--no-progress"]  # fmt: skip
+
+    whole = subprocess.run(train(tmp_path / "whole"), cwd=REPO, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    run = tmp_path / "run"
+    kill_9(train(run), when=lambda: (run / "last.pt").is_file())  # epoch 1 saved, epoch 2 under way
+    resumed = cli("train", "--resume", str(run), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not list(run.glob(".*.tmp"))
+    final = torch.load(run / "last.pt", weights_only=True)
+    expected = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    assert final["state"]["epoch"] == expected["state"]["epoch"] == 3
+    for name, weight in expected["model"].items():
+        torch.testing.assert_close(final["model"][name], weight, rtol=0, atol=0)
