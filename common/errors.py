@@ -7,7 +7,11 @@ Anything else that escapes is a bug and keeps its traceback.
 
 
 class PipelineError(Exception):
-    """A failure with a one-line explanation for the user."""
+    """A failure with a one-line explanation for the user. Line breaks that text from a file carried into
+    the message (a config key, an id) are written as \\n, so the message stays one line."""
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"), *args)
 
 
 class InputError(PipelineError, ValueError):

@@ -68,13 +68,19 @@ class VideoInfo:
     timestamps: np.ndarray | None = None  # [num_frames] seconds, presentation order, the first at 0
 
 
-def _open(path: str | os.PathLike):
-    """The container, opened for its first video stream; a VideoError names the file and the problem."""
+def _existing(path: str | os.PathLike) -> Path:
+    """The path of a video file that exists and is not empty, else a VideoError saying which."""
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: video file not found")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
+    return path
+
+
+def _open(path: str | os.PathLike):
+    """The container, opened for its first video stream; a VideoError names the file and the problem."""
+    path = _existing(path)
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as error:
@@ -133,11 +139,7 @@ def _decord_reader(path: str | os.PathLike, width: int = -1, height: int = -1):
         raise InputError(
             "--decoder decord needs the decord2 package: pip install decord2==3.4.0 (or the project's [decord] extra)"
         ) from error
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: video file not found")
-    if path.stat().st_size == 0:
-        raise VideoError(f"{path}: empty file (0 bytes)")
+    path = _existing(path)
     try:
         return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=1)
     except (decord.DECORDError, RuntimeError) as error:

@@ -25,7 +25,7 @@ def run(main: Callable[[], object]) -> None:
         result = main()
         code = result if isinstance(result, int) and not isinstance(result, bool) else 0
     except PipelineError as error:
-        print("error: " + " ".join(str(error).split()), file=sys.stderr)  # one line, whatever a file put in it
+        print(f"error: {error}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -93,7 +93,7 @@ def plan(videos: list[Path], store: FeatureStore, spec: FeatureSpec) -> tuple[li
 
 
 def run_extraction(
-    videos: str | os.PathLike,
+    videos: str | os.PathLike | list[Path],
     out: str | os.PathLike,
     settings: ExtractSettings,
     workers: int | None = None,
@@ -101,24 +101,11 @@ def run_extraction(
     use_ray: bool = True,
     progress: bool = True,
 ) -> Summary:
-    """bin/extract: extract every video of `videos` (a folder or a list file) into the store `out`; see the
-    module docstring."""
-    paths = list_videos(videos)
+    """bin/extract: extract every video of `videos` (a folder, a list file, or a list of paths, as
+    `bin/ground --batch` gives) into the store `out`; see the module docstring."""
+    paths = videos if isinstance(videos, list) else list_videos(videos)
     if not paths:
         raise InputError(f"{videos}: no video files found (suffixes .mp4 .mkv .webm .avi .mov ...)")
-    return extract_videos(paths, out, settings, workers, address, use_ray, progress)
-
-
-def extract_videos(
-    paths: list[Path],
-    out: str | os.PathLike,
-    settings: ExtractSettings,
-    workers: int | None = None,
-    address: str | None = None,
-    use_ray: bool = True,
-    progress: bool = True,
-) -> Summary:
-    """Extract the video files `paths` into the store `out` (what `run_extraction` and `bin/ground --batch` share)."""
     spec = settings.spec()
     for repair in atomic.recover(out, logs=(MANIFEST,)):
         log.warning(f"{out}: {repair} (left by an interrupted run)")

@@ -193,7 +193,7 @@ def ground_batch(
     """bin/ground --batch: one line per item in `out` (the `--json` layout with the item's line number, or
     `{"line", "video", "error"}`); exit code 0 only when every item was grounded. `features_dir` keeps the
     extracted features (a feature store: a rerun extracts only what it lacks); by default they are temporary."""
-    from pipeline.extraction import extract_videos
+    from pipeline.extraction import run_extraction
 
     items = read_batch(items_file)
     if checkpoint is None:
@@ -210,7 +210,7 @@ def ground_batch(
         if videos:
             use_ray = len(videos) >= ray_from_videos
             log.info(f"{len(videos)} videos to extract ({'with Ray' if use_ray else 'in this process'})")
-            extract_videos(videos, store_path, grounder.settings, workers, None, use_ray, progress)
+            run_extraction(videos, store_path, grounder.settings, workers, None, use_ray, progress)
             store = FeatureStore(store_path)
             records = store.records()
             for video in videos:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SMOKE, cli
+from conftest import REPO, SMOKE, cli, overrides
 
 from common import atomic
 from common.atomic import DiskFullError
@@ -86,11 +86,7 @@ def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finish
 def test_bin_train_on_a_full_disk_stops_with_one_line(small_disk, proxy_data):
     run = small_disk / "run"
     fill(small_disk, leave=24 * 1024)  # the resolved config fits; a checkpoint does not
-    result = cli(
-        "train", "--config", str(SMOKE), f"data.features={proxy_data['features']}",
-        f"data.train={proxy_data['train']}", f"data.val={proxy_data['val']}", "data.feature_dim=500",
-        f"run_dir={run}", "train.epochs=1", "--no-progress",
-    )  # fmt: skip
+    result = cli("train", "--config", str(SMOKE), *overrides(proxy_data, run, "train.epochs=1"), "--no-progress")
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no space left on the device" in errors[0] and "Traceback" not in result.stderr
@@ -328,9 +324,8 @@ def test_kill_9_of_bin_train_then_resume_gives_the_weights_of_an_uninterrupted_r
     import torch
 
     def train(run):
-        return [str(REPO / "bin" / "train"), "--config", str(SMOKE), f"data.features={proxy_data['features']}",
-                f"data.train={proxy_data['train']}", f"data.val={proxy_data['val']}", "data.feature_dim=500",
-                f"run_dir={run}", "train.epochs=3", "--no-progress"]  # fmt: skip
+        return [str(REPO / "bin" / "train"), "--config", str(SMOKE), *overrides(proxy_data, run, "train.epochs=3"),
+                "--no-progress"]  # fmt: skip
 
     whole = subprocess.run(train(tmp_path / "whole"), cwd=REPO, capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr[-2000:]
