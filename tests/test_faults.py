@@ -61,6 +61,27 @@ def test_an_append_that_does_not_fit_leaves_no_torn_line(small_disk):
     assert log.read_text() == '{"n": 1}\n'
 
 
+def test_a_write_failing_with_enospc_anywhere_keeps_the_previous_version(tmp_path, monkeypatch):
+    # Where no filesystem can be mounted: the same failure, made by the operating system's call itself.
+    import errno
+
+    target, log = tmp_path / "result.json", tmp_path / "lines.jsonl"
+    atomic.write_json(target, {"version": 1})
+    atomic.append_line(log, "one")
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError, match=r"result\.json: no space left on the device \(No space left on device\)"):
+        atomic.write_json(target, {"version": 2})
+    with pytest.raises(DiskFullError, match=r"lines\.jsonl: no space left"):
+        atomic.append_line(log, "two")
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"version": 1} and log.read_text() == "one\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lines.jsonl", "result.json"]
+
+
 @pytest.mark.slow
 def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finished(small_disk, tmp_path):
     videos = tmp_path / "videos"
