@@ -1,6 +1,6 @@
 """Checkpoints: everything `bin/eval` and `bin/ground` need, loadable without running code.
 
-A checkpoint (format "hscnet-checkpoint/2") holds:
+A checkpoint (format "hscnet-checkpoint/3") holds:
 - "model_args": the model's constructor arguments (`ModelArgs`), "model": its weights;
 - "config": the resolved config of the run, "vocab": the vocabulary, "prior": the dataset prior;
 - "feature_spec": the spec of the features it was trained on (`FeatureSpec`, whole), or None
@@ -26,7 +26,7 @@ from hscnet.config import Config, config_from_dict
 from hscnet.model import HSCNet, ModelArgs
 from hscnet.prior import SpanPrior
 
-FORMAT = "hscnet-checkpoint/2"
+FORMAT = "hscnet-checkpoint/3"  # 3: spans kept inside the video by the head (hscnet/model.py)
 
 
 def save_checkpoint(path: str | os.PathLike, content: dict) -> None:
@@ -47,6 +47,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if found == "hscnet-checkpoint/1":
         raise InputError(
             f"{path}: written by hscnet 0.1 (format hscnet-checkpoint/1), which this version cannot read: train again"
+        )
+    if found == "hscnet-checkpoint/2":
+        raise InputError(
+            f"{path}: its span head read its outputs as (centre, width) (format hscnet-checkpoint/2); this version "
+            "reads them as spans kept inside the video, so its weights would give other spans: train again"
         )
     if found != FORMAT:
         raise InputError(f"{path}: not an HSCNet checkpoint of this tool (format {FORMAT})")

@@ -6,8 +6,11 @@ are in losses.py. Dimension names: B paragraphs, Nv clips, Nw words of a paragra
 sentences, M words of the longest sentence, D hidden size, Dv video features, De word vectors.
 
 Where the paper leaves a detail open, this implementation chooses:
-- Spans are (centre, width) from a sigmoid, start = c - w/2, end = c + w/2, as in the DETR-style
-  VPG regressor PRVG [26]: start <= end by construction and every output has a gradient.
+- Spans come from two sigmoids, a width w and a position p: start = p (1 - w), end = start + w.
+  Every span lies inside [0, 1] with start <= end, by construction, so the span the losses train
+  on is the span evaluation and bin/ground read, and every output has a gradient. The (centre,
+  width) head of the DETR-style VPG regressor PRVG [26], start = c - w/2, end = c + w/2, reaches
+  -0.5 and 1.5; evaluation clamped such spans while the losses saw them unclamped.
 - Both feature encoders add sinusoidal positions [28] after projecting to D (clip index,
   and word index within the paragraph); they need no maximum length. The projection is
   followed by a LayerNorm: L2-normalised clip features are otherwise dwarfed by the
@@ -97,8 +100,9 @@ class SpanHead(nn.Module):
         self.mlp = MLP(in_dim, hidden_dim, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centre, width = torch.sigmoid(self.mlp(x).float()).unbind(-1)
-        return torch.stack([centre - width / 2, centre + width / 2], dim=-1)
+        position, width = torch.sigmoid(self.mlp(x).float()).unbind(-1)  # [...], [...]
+        start = position * (1 - width)  # the span [start, start + w] stays inside [0, 1]
+        return torch.stack([start, start + width], dim=-1)  # [..., 2]
 
 
 # ========================================================================================

@@ -71,6 +71,9 @@ def test_old_foreign_and_damaged_checkpoints_are_refused_with_one_line(tmp_path)
     torch.save({"format": "hscnet-checkpoint/1", "model": {}}, tmp_path / "old.pt")
     with pytest.raises(InputError, match=r"old\.pt: written by hscnet 0\.1 .* train again"):
         ckpt.load_model(tmp_path / "old.pt")
+    torch.save({"format": "hscnet-checkpoint/2", "model": {}}, tmp_path / "centre_width.pt")
+    with pytest.raises(InputError, match=r"centre_width\.pt: its span head read its outputs as \(centre, width\)"):
+        ckpt.load_model(tmp_path / "centre_width.pt")
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(InputError, match=r"foreign\.pt: not an HSCNet checkpoint"):
         ckpt.load_model(tmp_path / "foreign.pt")

@@ -222,3 +222,18 @@ def test_eq5_and_the_lstms_run_in_float32_under_bf16_autocast():
     assert g.dtype == similarity.dtype == states.dtype == torch.float32
     exact, _ = aggregate(text, video, mask)
     torch.testing.assert_close(g, exact)
+
+
+def test_spans_stay_inside_the_video_as_the_losses_and_evaluation_both_read_them():
+    from hscnet.model import SpanHead
+
+    torch.manual_seed(0)
+    head = SpanHead(8, 16)
+    features = (torch.randn(4096, 8) * 30).requires_grad_()  # pushes the sigmoids to both ends
+    spans = head(features)
+    assert spans.min() >= 0 and spans.max() <= 1 and (spans[:, 0] <= spans[:, 1]).all()
+    wide = spans[:, 1] - spans[:, 0]
+    assert wide.max() > 0.9 and wide.min() < 0.1  # the whole range of widths is reachable
+    assert spans[:, 0].min() < 0.05 and spans[:, 1].max() > 0.95  # spans reach both ends of the video
+    (spans[:, 0] - 0.3).abs().sum().backward()
+    assert features.grad.abs().sum() > 0
