@@ -20,7 +20,15 @@ def test_the_gpu_script_parses_and_its_python_parts_import():
 
 
 def test_every_benchmark_script_explains_itself():
-    for script in ("decode.py", "extract_speed.py", "ground_batch.py", "ground.py", "train_epoch.py", "proxy.py"):
+    for script in (
+        "decode.py",
+        "extract_speed.py",
+        "ground_batch.py",
+        "ground.py",
+        "train_epoch.py",
+        "proxy.py",
+        "ablation.py",
+    ):
         result = subprocess.run(
             [sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True, text=True, cwd=REPO
         )
