@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from hscnet.annotations import Paragraph, load_paragraphs
+from hscnet.annotations import Paragraph, load_paragraphs, write_jsonl
 from hscnet.config import load_config
 from hscnet.evaluate import evaluate_checkpoint
 from hscnet.train import train
@@ -131,13 +131,7 @@ def write_subset(paragraphs: list[Paragraph], size: int, path: Path) -> Path:
     if size > len(paragraphs):
         sys.exit(f"asked for {size} paragraphs; the file has {len(paragraphs)}")
     chosen = sorted(random.Random(0).sample(range(len(paragraphs)), size))
-    lines = [
-        json.dumps({"video": p.video, "duration": p.duration, "sentences": p.sentences, "timestamps": p.timestamps})
-        for p in (paragraphs[i] for i in chosen)
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
+    return write_jsonl(path, [paragraphs[i] for i in chosen])
 
 
 def count(path: Path) -> int:

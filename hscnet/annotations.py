@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import atomic
 from common.errors import InputError
 from hscnet.restricted_pickle import load_object_npy
 
@@ -148,6 +149,16 @@ def _read_jsonl(path: Path) -> list[Paragraph]:
                 raise InputError(f"{path}:{number}: not valid JSON ({error})") from error
             paragraphs.append(_paragraph_from_dict(entry))
     return paragraphs
+
+
+def write_jsonl(path: str | os.PathLike, paragraphs: list[Paragraph]) -> Path:
+    """Paragraphs to our JSONL format (read back by `load_paragraphs`), written atomically."""
+    lines = [
+        json.dumps({"video": p.video, "duration": p.duration, "sentences": p.sentences, "timestamps": p.timestamps})
+        for p in paragraphs
+    ]
+    atomic.write_text(path, "".join(line + "\n" for line in lines))
+    return Path(path)
 
 
 def _paragraph_from_dict(entry: dict) -> Paragraph:

@@ -17,7 +17,6 @@ The run goes to `./runs/<captions>-<time>`; the last line says how to ground wit
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -25,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import atomic
 from common.errors import InputError
 from extract.extractor import ExtractSettings
 from extract.store import FeatureStore, video_id_for
 from extract.video import VIDEO_SUFFIXES, list_videos
-from hscnet.annotations import Paragraph, read_annotations
+from hscnet.annotations import Paragraph, read_annotations, write_jsonl
 from hscnet.config import load_config
 from hscnet.train import run as train_run
 from hscnet.train import train
@@ -91,14 +89,6 @@ def _renamed(paragraphs: list[Paragraph]) -> list[Paragraph]:
     return [Paragraph(caption_video_id(p.video), p.duration, p.sentences, p.timestamps) for p in paragraphs]
 
 
-def _write_jsonl(path: Path, paragraphs: list[Paragraph]) -> None:
-    lines = [
-        json.dumps({"video": p.video, "duration": p.duration, "sentences": p.sentences, "timestamps": p.timestamps})
-        for p in paragraphs
-    ]
-    atomic.write_text(path, "".join(line + "\n" for line in lines))
-
-
 def num_clips_for(clip_counts: list[int]) -> int:
     """The model's clip count: the videos' median, rounded up to a power of two, 32 to 256."""
     median = float(np.median(clip_counts)) if clip_counts else 32.0
@@ -153,7 +143,7 @@ def own_data_run(folder: Path, overrides: list[str], videos: str | None, caption
 
     run_dir = folder / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     for split, paragraphs in splits.items():
-        _write_jsonl(run_dir / "captions" / f"{split}.jsonl", paragraphs)
+        write_jsonl(run_dir / "captions" / f"{split}.jsonl", paragraphs)
     large = len(usable["train"]) >= LARGE_DATA
     base = CONFIGS / ("own-large.yaml" if large else "own-small.yaml")
     num_clips = num_clips_for([records[v].clips for v in captioned if v in store and v in records])

@@ -3,7 +3,6 @@ solid-colour videos, a small demo world with a model trained on it, and proxy-fe
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 
 from extract.extractor import ExtractSettings
 from extract.store import FeatureStore
-from hscnet.annotations import read_annotations
+from hscnet.annotations import read_annotations, write_jsonl
 from hscnet.config import load_config
 from hscnet.train import train
 from pipeline import synthetic
@@ -102,17 +101,6 @@ def small_world(tmp_path_factory):
 
 
 SMOKE = REPO / "configs" / "smoke.yaml"
-
-
-def write_jsonl(path, paragraphs):
-    path.write_text(
-        "".join(
-            json.dumps({"video": p.video, "duration": p.duration, "sentences": p.sentences, "timestamps": p.timestamps})
-            + "\n"
-            for p in paragraphs
-        )
-    )
-    return path
 
 
 @pytest.fixture(scope="session")

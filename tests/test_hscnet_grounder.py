@@ -67,10 +67,11 @@ def test_a_model_of_the_released_activitynet_features_grounds_with_their_recipe(
     import h5py
     import numpy as np
     import torch
-    from conftest import SMOKE, solid_frames, write_jsonl
+    from conftest import SMOKE, solid_frames
 
     from extract.c3d import C3D
     from extract.spec import RELEASED_ACTIVITYNET
+    from hscnet.annotations import write_jsonl
     from hscnet.config import load_config
     from hscnet.train import train
     from pipeline.synthetic import write_video
