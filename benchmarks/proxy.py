@@ -21,7 +21,8 @@ size and the run folder are filled in as for the dataset's config. `--seed` sets
 dataset's own (500 ActivityNet, 4096 TACoS): preparing a long TACoS video's 4096-d clips
 costs more than a small model's step.
 
-Ablations are overrides, e.g. Table 2's rows:
+Ablations are overrides (benchmarks/ablation.py runs whole tables over several seeds), e.g.
+Table 2's rows:
   model.word_level=false model.paragraph_level=false   (SL)
   model.word_level=false                               (SL + PL)
   model.paragraph_level=false                          (SL + WL)
