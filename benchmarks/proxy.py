@@ -97,13 +97,13 @@ def main() -> None:
         f"data.val={val_file}",
         f"data.test={test_file}",
         f"data.feature_dim={dim}",
-        "data.format=auto",
     ]
     seed = [f"train.seed={args.seed}"] if args.seed is not None else []
     recipe = Path(args.config) if args.config else REPO / "configs" / f"{args.dataset}.yaml"
     config = load_config(recipe, [*data, "text.glove=", f"run_dir={run_dir}", *seed, *args.overrides])
     print(
-        f"recipe {recipe.name}: {count(train_file)} training paragraphs, {count(val_file)} validation, "
+        f"recipe {recipe.name}: {args.train_paragraphs or len(sets[0])} training paragraphs, "
+        f"{args.val_paragraphs or len(sets[1])} validation, "
         f"D {config.model.hidden_dim}, {config.data.num_clips} clips, batch {config.train.batch_size}, "
         f"lr {config.train.lr} ({config.train.lr_schedule}, warm-up {config.train.warmup_steps}), "
         f"{config.train.epochs} epochs, seed {config.train.seed}"
@@ -133,10 +133,6 @@ def write_subset(paragraphs: list[Paragraph], size: int, path: Path) -> Path:
         sys.exit(f"asked for {size} paragraphs; the file has {len(paragraphs)}")
     chosen = sorted(random.Random(0).sample(range(len(paragraphs)), size))
     return write_jsonl(path, [paragraphs[i] for i in chosen])
-
-
-def count(path: Path) -> int:
-    return len(load_paragraphs(path))
 
 
 if __name__ == "__main__":
