@@ -1,6 +1,6 @@
 """Forward + backward time of one HSCNet training step beside a plain Transformer encoder.
 
-Run: .venv/bin/python benchmarks/model_step.py [--device cpu|cuda] [--repeats N]
+Run: .venv/bin/python benchmarks/model_step.py [--device cpu|cuda] [--repeats N] [--batch-scale K]
 
 At the paper's ActivityNet (B 32, Nv 256, Dv 500, depths 1-1-1) and TACoS (B 16, Nv 512,
 Dv 4096, depths 3-3-3) settings, with paragraphs of the datasets' mean size, it times one
@@ -8,7 +8,7 @@ step of HSCNet (all losses) and one step of `torch.nn.TransformerEncoder` with t
 D, the same number of attention layers over the video+word token count, and the same input
 projection. The headline is HSCNet time / plain time (target: at most 2). On CUDA (or on CPU
 with --bf16) it also times both under bf16 autocast and compares one bf16 step's loss and
-gradient with float32's.
+gradient with float32's. `--batch-scale K` runs both settings at K times their batch size.
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ def agreement(model, batch, config, device) -> str:
     """The loss and the gradient of one step in bf16 autocast beside float32, from the same weights
     and batch (dropout off, so that both see the same network)."""
     model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.LSTM):  # cuDNN runs an LSTM's backward only in training mode; one layer has no dropout
+            module.train()
     losses, grads = {}, {}
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         model.zero_grad(set_to_none=True)
@@ -108,7 +111,7 @@ def agreement(model, batch, config, device) -> str:
             loss = total_loss(model(batch), batch, config.loss)[0]
         loss.backward()
         losses[name] = loss.item()
-        grads[name] = torch.cat([p.grad.flatten().float() for p in model.parameters() if p.grad is not None])
+        grads[name] = torch.cat([p.grad.flatten().double() for p in model.parameters() if p.grad is not None])
     model.zero_grad(set_to_none=True)
     model.train()
     cosine = torch.nn.functional.cosine_similarity(grads["fp32"], grads["bf16"], dim=0).item()
@@ -124,6 +127,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bf16", action="store_true", help="also bf16 autocast on CPU (always on CUDA)")
+    parser.add_argument("--batch-scale", type=int, default=1, help="the settings' batch sizes times this")
     args = parser.parse_args()
     device = torch.device(args.device)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"
@@ -138,6 +142,7 @@ def main() -> None:
         hscnet = build_model(config, torch.randn(400, 300)).to(device).train()
         layers = config.model.feature_encoder_layers + sum(depths) + 2  # + the two video adapters
         plain = PlainEncoder(feature_dim, 300, config.model.hidden_dim, layers, config.model.heads).to(device).train()
+        batch_size *= args.batch_scale
         batch = make_batch(batch_size, clips, feature_dim, sentences, words).to(device)
         tokens = batch.video.shape[1] + batch.words.shape[1]
         count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
