@@ -8,7 +8,9 @@ one-minute 1280x720 30 fps H.264 video (a typical source for ActivityNet-style v
 times, on N copies of it, one after another: decoding alone (clips/s with W processes), the C3D
 forward alone in fp16 autocast (contiguous and channels_last_3d) and float32, and both
 together, chunks streaming from the decoders to C3D. It says which one bounds the pipeline and
-by how much. The last line is the pipeline's rate over the slower of the two alone.
+by how much, and where decoding's time goes: one process's frames/s decoding alone and with the
+scale to C3D's 171x128 RGB, in software and, on CUDA, on the GPU's video decoder (NVDEC, through
+PyAV's hwaccel). The last line is the pipeline's rate over the slower of the two alone.
 """
 
 from __future__ import annotations
@@ -47,6 +49,45 @@ def test_video(path: Path, seconds: int, width: int = 1280, height: int = 720, f
             yield frame
 
     return write_video(path, frames(), fps=fps, options={"preset": "ultrafast", "x264-params": "log-level=error"})
+
+
+def frame_rates(path: str, hardware: bool) -> tuple[float, float]:
+    """Frames/s of one process reading `path`: decoding alone, and decoding with the scale to
+    C3D's 171x128 RGB (as `decode_clips` does it), in software or on NVDEC (`hardware`)."""
+    import av
+    from av.codec.hwaccel import HWAccel
+
+    rates = []
+    for scale in (False, True):
+        options = {"hwaccel": HWAccel("cuda", allow_software_fallback=False)} if hardware else {}
+        frames, started = 0, time.perf_counter()
+        with av.open(path, **options) as container:
+            stream = container.streams.video[0]
+            if not hardware:
+                stream.codec_context.thread_count = 1  # as decode_clips: one core per video
+            for frame in container.decode(stream):
+                if scale:
+                    frame.to_ndarray(width=171, height=128, format="rgb24", interpolation="AREA")
+                frames += 1
+        rates.append(frames / (time.perf_counter() - started))
+    return rates[0], rates[1]
+
+
+def decoders(path: str, device: str) -> None:
+    """Where decoding's time goes, software beside NVDEC where there is CUDA."""
+    import av
+
+    kinds = [("software", False)] + ([("NVDEC (PyAV hwaccel cuda)", True)] if device == "cuda" else [])
+    for name, hardware in kinds:
+        try:
+            alone, scaled = frame_rates(path, hardware)
+        except (av.FFmpegError, OSError) as error:  # an FFmpeg or a driver without NVDEC: say so, go on
+            print(f"one process, {name}: not available ({type(error).__name__}: {str(error)[:120]})")
+            continue
+        print(
+            f"one process, {name}: {alone:.0f} frames/s decoding alone, {scaled:.0f} with the scale to "
+            f"171x128 RGB (the scale takes {1 - scaled / alone:.0%} of the time)"
+        )
 
 
 def count_clips(path: str) -> int:
@@ -92,6 +133,7 @@ def main() -> None:
             total = sum(pool.map(count_clips, videos))
             decode_rate = total / (time.perf_counter() - started)
         print(f"decoding alone: {decode_rate:.1f} clips/s ({total} clips of 1280x720 30 fps H.264)")
+        decoders(videos[0], args.device)
 
         sample = np.concatenate(chunks_of(videos[0]))[: 4 * args.batch_size]
         precisions = [("fp16", "contiguous"), ("fp16", "channels_last_3d"), ("fp32", "contiguous")]

@@ -56,6 +56,7 @@ def test_the_gpu_extraction_script_runs_on_a_cpu():
     lines = result.stdout.splitlines()
     assert lines[-1].startswith("pipeline / the slower stage alone, ratio: ")
     assert any(line.startswith("bound by ") for line in lines)
+    assert any(line.startswith("one process, software: ") and "with the scale" in line for line in lines)
 
 
 @pytest.mark.slow
