@@ -196,16 +196,19 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
                 configure_logging=False,
             )
     try:
-        actors = _start_actors(ray, settings, spec)
-        log.info(f"{ray.get(actors[0].describe.remote())}; {len(actors)} worker(s) on {_alive_nodes(ray)} node(s)")
+        in_flight = _start_actors(ray, settings, spec)  # worker -> how many of its videos run at once
+        actors = list(in_flight)
+        log.info(
+            f"{ray.get(actors[0].describe.remote())}; {len(actors)} worker(s) on {_alive_nodes(ray)} node(s), "
+            f"{in_flight[actors[0]]} videos at a time each"
+        )
         queue = collections.deque(todo)
         pending: dict = {}  # object ref -> (actor, (path, video id))
         lost: collections.Counter = collections.Counter()  # video id -> workers lost while it ran
 
         def fill() -> None:
-            """Two videos per worker: one on the model, the next one decoding."""
             for actor in actors:
-                while queue and sum(owner is actor for owner, _ in pending.values()) < 2:
+                while queue and sum(owner is actor for owner, _ in pending.values()) < in_flight[actor]:
                     item = queue.popleft()
                     pending[actor.extract.remote(str(item[0]), item[1])] = (actor, item)
 
@@ -254,15 +257,24 @@ def _alive_nodes(ray) -> int:
     return sum(node["Alive"] for node in ray.nodes())
 
 
-def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> list:
+def videos_in_flight(cpus: int, gpus: int) -> int:
+    """How many videos one worker has going at once. On a CPU node two: one on the model, the next one
+    decoding, since C3D bounds it there. On a GPU node as many as its share of the node's cores can
+    decode, one core each and one left to feed the GPU: on an H200, C3D in fp16 ran 2290 clips/s
+    while one process decoded a 720p H.264 video at about 10 clips/s (benchmarks/gpu_extract.py)."""
+    return max(2, cpus // gpus - 1) if gpus else 2
+
+
+def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> dict:
     """One worker per GPU where the cluster has GPUs (and the device allows them), else one per node, each
-    pinned to its node and given that node's CPUs as threads, less an eighth for the decode tasks there."""
+    pinned to its node and given that node's CPUs as threads, less an eighth for the decode tasks there.
+    Returns each worker with the number of videos it runs at once (`videos_in_flight`)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     actor_class = _actor_class(ray)
     nodes = [node for node in ray.nodes() if node["Alive"]]
     use_gpus = settings.device != "cpu" and any(node["Resources"].get("GPU", 0) for node in nodes)
-    actors = []
+    actors = {}
     for node in nodes:
         cpus = int(node["Resources"].get("CPU", 1)) or 1
         gpus = int(node["Resources"].get("GPU", 0)) if use_gpus else 0
@@ -272,7 +284,9 @@ def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> list:
         for _ in range(max(gpus, 1)):
             threads = max(1, cpus // gpus) if gpus else max(1, cpus - cpus // 8)
             options = {"num_gpus": 1} if gpus else {}
-            actors.append(actor_class.options(scheduling_strategy=place, **options).remote(settings, spec, threads))
+            videos = videos_in_flight(cpus, gpus)
+            actor = actor_class.options(scheduling_strategy=place, max_concurrency=videos, **options)
+            actors[actor.remote(settings, spec, threads)] = videos
     return actors
 
 
@@ -285,7 +299,7 @@ def _actor_class(ray):
         """Ray streaming task: the video's clips, a chunk at a time."""
         yield from decode_clips(path, spec, info, decoder=decoder)
 
-    @ray.remote(num_cpus=0, max_concurrency=2)
+    @ray.remote(num_cpus=0)  # max_concurrency: videos_in_flight, set where it starts
     class EncoderWorker:
         def __init__(self, settings: ExtractSettings, spec: FeatureSpec, threads: int):
             import torch

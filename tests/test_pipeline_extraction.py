@@ -12,7 +12,7 @@ from conftest import solid_frames
 from common.errors import InputError
 from extract.extractor import ExtractSettings, extract_video
 from extract.store import FeatureStore
-from pipeline.extraction import extract_command, run_extraction
+from pipeline.extraction import extract_command, run_extraction, videos_in_flight
 from pipeline.synthetic import write_video
 
 
@@ -88,3 +88,11 @@ def test_without_out_the_store_is_features_in_the_current_folder(tmp_path, monke
     assert extract_command("videos", None, None, {}, use_ray=False, progress=False) == 0
     assert FeatureStore(tmp_path / "features").read("grey").shape == (1, 4096)
     assert f"no --out given: the feature store is {tmp_path / 'features'}" in caplog.text
+
+
+def test_a_gpu_worker_decodes_as_many_videos_as_its_cores_allow():
+    assert videos_in_flight(cpus=2, gpus=0) == 2  # C3D bounds a CPU worker: one video on it, one decoding
+    assert videos_in_flight(cpus=64, gpus=0) == 2
+    assert videos_in_flight(cpus=16, gpus=1) == 15  # decoding bounds a GPU worker: a core per video, one feeds it
+    assert videos_in_flight(cpus=96, gpus=8) == 11
+    assert videos_in_flight(cpus=2, gpus=1) == 2
