@@ -89,7 +89,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_steps: int = 0
     device: str = "auto"  # auto, cpu, cuda
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, float32 on CPU), fp32, bf16
+    precision: str = "auto"  # auto (float32; see common.devices.autocast_dtype), fp32, bf16 (autocast)
 
 
 @dataclass

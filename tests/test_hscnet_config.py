@@ -63,3 +63,15 @@ def test_shipped_configs_load():
         assert isinstance(load_config(path), Config), path
     assert dataclass_from_yaml(ExtractSettings, REPO / "configs" / "extract.yaml") == ExtractSettings()
     assert config_from_dict({}) == Config()
+
+
+def test_training_precision_is_float32_unless_bf16_is_asked_for():
+    import torch
+
+    from common.devices import autocast_dtype
+
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        assert autocast_dtype(Config().train.precision, device) is None
+        assert autocast_dtype("bf16", device) is torch.bfloat16
+    with pytest.raises(InputError, match="unknown precision 'fp8'"):
+        autocast_dtype("fp8", torch.device("cpu"))
