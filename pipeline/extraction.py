@@ -196,11 +196,11 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
                 configure_logging=False,
             )
     try:
-        in_flight = _start_actors(ray, settings, spec)  # worker -> how many of its videos run at once
-        actors = list(in_flight)
+        actors = _start_actors(ray, settings, spec)  # worker -> how many of its videos run at once
+        first = next(iter(actors))
         log.info(
-            f"{ray.get(actors[0].describe.remote())}; {len(actors)} worker(s) on {_alive_nodes(ray)} node(s), "
-            f"{in_flight[actors[0]]} videos at a time each"
+            f"{ray.get(first.describe.remote())}; {len(actors)} worker(s) on {_alive_nodes(ray)} node(s), "
+            f"videos at a time per worker: {', '.join(str(n) for n in sorted(set(actors.values())))}"
         )
         queue = collections.deque(todo)
         pending: dict = {}  # object ref -> (actor, (path, video id))
@@ -208,7 +208,7 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
 
         def fill() -> None:
             for actor in actors:
-                while queue and sum(owner is actor for owner, _ in pending.values()) < in_flight[actor]:
+                while queue and sum(owner is actor for owner, _ in pending.values()) < actors[actor]:
                     item = queue.popleft()
                     pending[actor.extract.remote(str(item[0]), item[1])] = (actor, item)
 
@@ -220,7 +220,7 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
                 features, record = ray.get(done[0])
             except worker_lost as error:  # the worker or its node died: its videos go to the others
                 if actor in actors:
-                    actors.remove(actor)
+                    del actors[actor]
                     log.warning(f"an extraction worker was lost ({type(error).__name__}); {len(actors)} left")
                 lost[video_id] += 1
                 if lost[video_id] >= MAX_WORKERS_LOST or not actors:
