@@ -23,7 +23,7 @@ VIDEO = "demo_0040"
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hscnet-shots-"))
-    checkpoint = str(DEMO / "run" / "best.pt")
+    checkpoint = str(DEMO / "run" / "last.pt")
     subprocess.run(
         [REPO / "bin" / "ground", DEMO / "videos" / f"{VIDEO}.mp4", DEMO / "paragraphs" / f"{VIDEO}.txt",
          "--checkpoint", checkpoint, "--truth", DEMO / "annotations" / "test.jsonl", "--html", work / "report.html"],

@@ -32,6 +32,8 @@ class DataConfig:
     num_clips: int = 256  # Nv: clips per video after resampling (256 ActivityNet, 512 TACoS)
     feature_dim: int = 500  # Dv: 500 for the released ActivityNet PCA features, 4096 for C3D fc6
     max_sentences: int = 8  # sentences sampled from a training paragraph, in annotation order
+    sample_sentences: bool = True  # train on 1..max_sentences of them (PRVG); false: all, in chunks of max_sentences
+    crop_videos: bool = False  # train on a random window of whole clips around the sentences (not the paper's)
     max_words: int = 64  # words kept per sentence; longer sentences are truncated and counted
     missing_features: str = "error"  # "error", or "skip" paragraphs whose video has no features
     num_workers: int = -1  # loader processes; -1: 0 on CPU (in-process is faster there), 2 on CUDA

@@ -98,6 +98,21 @@ def chunks(count: int, size: int) -> list[range]:
     return [range(a, b) for a, b in itertools.pairwise(bounds)]
 
 
+def crop_window(total: int, duration: float, spans: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    """A random window [first, last) of a video's `total` clips that holds every span [Ns, 2] (seconds).
+
+    Its first clip is drawn among those that start at or before the earliest start, its end among
+    the clip boundaries at or after the latest end, so no sentence is cut and the idle clips on
+    either side vary from one epoch to the next. The clips are taken to cover the video evenly,
+    duration / total seconds each, as `prepare_video` and the span normalisation assume.
+    """
+    clip = duration / total
+    earliest, latest = float(np.clip(spans[:, 0].min(), 0, duration)), float(np.clip(spans[:, 1].max(), 0, duration))
+    first = int(rng.integers(0, min(int(earliest // clip), total - 1) + 1))
+    last = int(rng.integers(max(math.ceil(latest / clip - 1e-9), first + 1), total + 1))
+    return first, last
+
+
 class GroundingDataset(torch.utils.data.Dataset):
     """Paragraphs with their video features, as items for `collate`.
 
@@ -108,6 +123,14 @@ class GroundingDataset(torch.utils.data.Dataset):
     one-way sentence LSTM the order the test reads (383 of the 4929 val_2 test chunks are not in
     time order as annotated, so sorting by time would show an order the test never has).
     Index with an int, or with (index, epoch) from `EpochSampler`.
+
+    Two training options that are not the paper's, for small data (`configs/demo.yaml`):
+    `sample_sentences=False` trains on every sentence, the paragraph cut into chunks of at most
+    `max_sentences` as evaluation reads it; `crop_videos=True` cuts each training sample's video to
+    a random window of whole clips around its sentences (`crop_window`), the spans re-expressed in
+    it, so that where an event lies in the video changes from epoch to epoch and only the video
+    tells it. On the demo world (34 training videos) the two together raised the test mIoU of
+    95 held-out videos from 52.1 to 55.7-60.9 over four seeds (the README has the runs).
     """
 
     def __init__(
@@ -124,12 +147,17 @@ class GroundingDataset(torch.utils.data.Dataset):
         source: str = "annotations",
         words: list[list[list[str]]] | None = None,
         chunk_sentences: int | None = None,
+        sample_sentences: bool = True,
+        crop_videos: bool = False,
     ):
         self.store = store  # a FeatureStore or released HDF5Features: where each video's clips are read
         self.num_clips = num_clips
         self.feature_dim = feature_dim
         self.max_sentences = max_sentences
         self.seed = seed
+        self.sample_sentences, self.crop_videos = sample_sentences, crop_videos
+        if max_sentences is not None and not sample_sentences:
+            chunk_sentences = max_sentences  # every sentence, in the chunks evaluation reads
         self.report = DatasetReport()
         words = words if words is not None else tokenize_paragraphs(paragraphs)
 
@@ -195,25 +223,31 @@ class GroundingDataset(torch.utils.data.Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         item = self.items[index]
         order = np.arange(len(item.texts))
-        if self.max_sentences is not None:
+        training = self.max_sentences is not None
+        rng = np.random.default_rng((self.seed, epoch, index)) if training else None
+        if training and self.sample_sentences:
             # As the VPG peers train (PRVG): a count drawn from 1..min(max_sentences, Ns),
             # then that many sentences drawn without replacement, their indices sorted.
-            rng = np.random.default_rng((self.seed, epoch, index))
             count = int(rng.integers(1, min(self.max_sentences, len(order)) + 1))
             order = np.sort(rng.choice(order, count, replace=False))
-        video = self._check_dimension(item.video, self.store.read(item.video))
-        spans = np.clip(item.spans[order] / item.duration, 0.0, 1.0)
+        video = self._check_dimension(item.video, self.store.read(item.video))  # [T, Dv]
+        seconds, duration = item.spans[order], item.duration  # [Ns, 2]
+        if training and self.crop_videos:
+            first, last = crop_window(len(video), duration, seconds, rng)
+            clip = duration / len(video)
+            video, seconds, duration = video[first:last], seconds - first * clip, (last - first) * clip
+        spans = np.clip(seconds / duration, 0.0, 1.0)
         return {
             "video": torch.from_numpy(prepare_video(video, self.num_clips)),
             "word_ids": [item.word_ids[i] for i in order],
             "spans": torch.from_numpy(spans.astype(np.float32)),
-            "duration": item.duration,
+            "duration": duration,
             "meta": {
                 "video": item.video,
-                "duration": item.duration,
+                "duration": duration,
                 "sentence_index": order.tolist(),
                 "texts": [item.texts[i] for i in order],
-                "timestamps": item.spans[order].tolist(),
+                "timestamps": seconds.tolist(),
                 "words": [item.words[i] for i in order],
             },
         }

@@ -2,7 +2,7 @@
 
     from hscnet import Grounder
 
-    grounder = Grounder.from_checkpoint("demo/run/best.pt")
+    grounder = Grounder.from_checkpoint("demo/run/last.pt")
     result = grounder.ground("video.mp4", "A red circle comes in. Then it leaves.")
     for sentence in result["sentences"]:
         print(sentence["start"], sentence["end"], sentence["text"])

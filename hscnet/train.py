@@ -76,7 +76,8 @@ def learning_rate(config: Config, step: int, steps_per_epoch: int) -> float:
 
 
 def training_set(config: Config, paragraphs, store, vocab: Vocabulary, words) -> GroundingDataset:
-    """The training paragraphs as bin/train samples them (1 to max_sentences, in annotation order)."""
+    """The training paragraphs as bin/train samples them (1 to max_sentences, in annotation order,
+    or every sentence; their videos whole or cropped: `data.sample_sentences`, `data.crop_videos`)."""
     data = config.data
     return GroundingDataset(
         paragraphs,
@@ -90,6 +91,8 @@ def training_set(config: Config, paragraphs, store, vocab: Vocabulary, words) ->
         data.missing_features,
         str(data.train),
         words,
+        sample_sentences=data.sample_sentences,
+        crop_videos=data.crop_videos,
     )
 
 

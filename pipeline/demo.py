@@ -27,11 +27,12 @@ from hscnet.plot import plot_grounding
 from hscnet.train import train
 from pipeline import cli
 from pipeline.extraction import run_extraction
-from pipeline.ground import format_table
+from pipeline.ground import DEMO_CHECKPOINT, format_table
 from pipeline.synthetic import DEMO_SHAPE, WorldShape, generate_world, plan_world, scene_clips
 
 log = logging.getLogger("pipeline.demo")  # not __name__: `python -m pipeline.demo` runs it as __main__
 REPO = Path(__file__).resolve().parents[1]
+DEMO_MODEL = DEMO_CHECKPOINT.name  # last.pt: see pipeline.ground.DEMO_CHECKPOINT
 
 
 # The world's size in C3D clips, what extraction costs: with the demo's training and the virtual
@@ -110,14 +111,14 @@ def run_demo(
     evaluation = stage(
         "evaluate",
         lambda: evaluate_checkpoint(
-            Path(config.run_dir) / "best.pt", "test", json_out=str(folder / "eval.json"), progress=progress
+            Path(config.run_dir) / DEMO_MODEL, "test", json_out=str(folder / "eval.json"), progress=progress
         ),
     )
     example = splits["test"][0]
     video, paragraph = folder / "videos" / f"{example['video']}.mp4", folder / "paragraphs" / f"{example['video']}.txt"
 
     def ground() -> dict:
-        result = Grounder.from_checkpoint(Path(config.run_dir) / "best.pt").ground(video, paragraph.read_text())
+        result = Grounder.from_checkpoint(Path(config.run_dir) / DEMO_MODEL).ground(video, paragraph.read_text())
         print(format_table(result))
         atomic.write_json(folder / "ground.json", result)
         plot_grounding(result, folder / "ground.png", truth=example["timestamps"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, write_feature_store
@@ -10,7 +11,16 @@ from common.errors import InputError
 from extract.text import Vocabulary
 from hscnet.annotations import read_annotations
 from hscnet.config import load_config
-from hscnet.data import EpochSampler, GroundingDataset, chunks, collate, make_loader, tokenize_paragraphs
+from hscnet.data import (
+    EpochSampler,
+    GroundingDataset,
+    chunks,
+    collate,
+    crop_window,
+    make_loader,
+    tokenize_paragraphs,
+)
+from hscnet.features import l2_normalize, prepare_video
 
 
 @pytest.fixture
@@ -137,3 +147,61 @@ def test_evaluation_reads_a_long_paragraph_in_chunks_of_the_trained_length(share
     assert [len(item.texts) for item in dataset.items] == [6, 6, 6, 7]
     assert [t for item in dataset.items for t in item.texts] == longest.sentences
     assert dataset.report.chunked_paragraphs == 1
+
+
+def test_training_on_every_sentence_reads_the_chunks_evaluation_reads(shared_data, tmp_path):
+    paragraphs, _ = read_annotations(shared_data / "activitynet" / "train.json")
+    chosen = [p for p in paragraphs if len(p.sentences) > 8][:5] + [p for p in paragraphs if len(p.sentences) <= 8][:5]
+    store = write_feature_store(tmp_path / "store", {p.video: 30 for p in chosen}, dim=16)
+    words = tokenize_paragraphs(chosen)
+    vocab = Vocabulary.build(s for p in words for s in p)
+    every = GroundingDataset(chosen, store, vocab, 32, 16, 64, max_sentences=8, words=words, sample_sentences=False)
+    evaluation = GroundingDataset(chosen, store, vocab, 32, 16, 64, words=words, chunk_sentences=8)
+    assert len(every) == len(evaluation) > len(chosen)  # the long paragraphs in chunks of at most 8
+    for index in range(len(every)):
+        for epoch in range(3):  # the same sentences every epoch: nothing is sampled
+            item = every[(index, epoch)]
+            assert item["meta"]["texts"] == evaluation[index]["meta"]["texts"]
+            torch.testing.assert_close(item["spans"], evaluation[index]["spans"])
+
+
+def test_cropped_videos_keep_every_sentence_and_move_it_in_time(shared_data, tmp_path):
+    paragraphs, _ = read_annotations(shared_data / "activitynet" / "train.json")
+    chosen = paragraphs[:40]
+    clips = {p.video: 20 + i for i, p in enumerate(chosen)}
+    store = write_feature_store(tmp_path / "store", clips, dim=16)
+    words = tokenize_paragraphs(chosen)
+    vocab = Vocabulary.build(s for p in words for s in p)
+    dataset = GroundingDataset(chosen, store, vocab, 32, 16, 64, max_sentences=8, seed=1, words=words, crop_videos=True)
+    cropped = 0
+    for index, paragraph in enumerate(chosen):
+        features = l2_normalize(store.read(paragraph.video).astype(np.float32))
+        clip = paragraph.duration / clips[paragraph.video]
+        for epoch in range(4):
+            item = dataset[(index, epoch)]
+            window = item["meta"]["duration"]
+            assert 0 < window <= paragraph.duration + 1e-6
+            assert item["spans"].min() >= 0 and item["spans"].max() <= 1
+            # The spans, back in the video's own seconds, are the annotation's: no sentence was cut.
+            shift = np.array(paragraph.timestamps)[item["meta"]["sentence_index"]] - item["meta"]["timestamps"]
+            first = shift[0, 0] / clip
+            assert np.allclose(shift, shift[0, 0]) and abs(first - round(first)) < 1e-6
+            count = round(window / clip)
+            window_features = features[round(first) : round(first) + count]
+            expected = torch.from_numpy(prepare_video(window_features, 32))
+            torch.testing.assert_close(item["video"], expected)  # the model reads exactly those clips
+            cropped += count < clips[paragraph.video]
+            assert dataset[(index, epoch)]["meta"]["timestamps"] == item["meta"]["timestamps"]  # resumable
+    assert cropped > 40  # most samples are windows, not the whole video
+
+
+def test_a_crop_window_holds_the_spans_at_the_video_edges():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        total = int(rng.integers(1, 12))
+        duration = total * 2.0
+        start = float(rng.uniform(0, duration))
+        spans = np.array([[start, min(duration + 0.3, start + rng.uniform(0, 6))]])  # may end past the video
+        first, last = crop_window(total, duration, spans, rng)
+        assert 0 <= first < last <= total
+        assert first * 2.0 <= start and last * 2.0 >= min(spans[0, 1], duration) - 1e-9

@@ -19,6 +19,6 @@ def test_the_whole_demo_in_miniature(tmp_path, ray_session):
     assert sum(summary["videos"].values()) == videos and min(summary["videos"].values()) >= 1
     assert summary["clips"] >= WORLD_CLIPS
     assert set(summary["seconds"]) == {"generate", "extract", "train", "evaluate", "ground"}
-    for name in ("eval.json", "ground.json", "ground.png", "summary.json", "run/best.pt", "features/manifest.jsonl"):
+    for name in ("eval.json", "ground.json", "ground.png", "summary.json", "run/last.pt", "features/manifest.jsonl"):
         assert (tmp_path / "demo" / name).is_file(), name
     assert 0 <= summary["test"]["mIoU"] <= 1 and "mIoU" in summary["prior"]
