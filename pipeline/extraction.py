@@ -2,12 +2,13 @@
 
 Ray decode tasks read the videos (`extract.video.decode_clips`) and stream their clips, a chunk
 at a time, to an actor that keeps the backbone loaded: one per GPU of the cluster, or on CPU
-nodes one per node, pinned there and given that node's cores as threads (less an eighth, what
-decoding beside it takes); each video's decode task runs on its actor's node, and its manifest
-line records the node in `node`. The actor takes two videos at once, so the next video is
-already being decoded while the model works on the current one; a lock keeps one video on the
-model at a time, and each decode task may run at most two chunks ahead, so memory stays flat
-however many and however long the videos are. Features come back to this process, which writes
+nodes one per node, pinned there and given that node's cores (less an eighth, what decoding
+beside it takes) as two forward passes at once of half the threads each (`cpu_passes`); each
+video's decode task runs on its actor's node, and its manifest line records the node in `node`.
+The actor takes one video more than it runs passes, so the next video is already being decoded
+while the model works on the others; a semaphore keeps as many videos on the model as it runs
+passes (one on a GPU), and each decode task may run at most two chunks ahead, so memory stays
+flat however many and however long the videos are. Features come back to this process, which writes
 them (atomically) and the manifest line, so the output folder needs to exist only here.
 
 A worker lost mid-run (its process or its node died) hands its videos in flight back to the
@@ -257,18 +258,32 @@ def _alive_nodes(ray) -> int:
     return sum(node["Alive"] for node in ray.nodes())
 
 
+def cpu_passes(cpus: int) -> tuple[int, int]:
+    """How a CPU node's worker runs its backbone: (forward passes at once, torch threads each).
+
+    The node's cores less an eighth (decoding's share), as two passes of half of them. On 2 cores
+    (AMD EPYC Zen 5, bf16) two single-threaded passes ran C3D 6 % faster than one pass on both
+    threads (8.71 against 8.19 clips/s), and two single-threaded workers made the whole pipeline
+    4.3 % faster than one: a decode task or Ray's own processes taking a core then stall one
+    pass, not one of two threads that wait for each other at every layer.
+    """
+    if cpus < 2:
+        return 1, 1
+    return 2, max(1, (cpus - cpus // 8 + 1) // 2)
+
+
 def videos_in_flight(cpus: int, gpus: int) -> int:
-    """How many videos one worker has going at once. On a CPU node two: one on the model, the next one
+    """How many videos one worker has going at once. On a CPU node one per forward pass and one more
     decoding, since C3D bounds it there. On a GPU node as many as its share of the node's cores can
     decode, one core each and one left to feed the GPU: on an H200, C3D in fp16 ran 2290 clips/s
     while one process decoded a 720p H.264 video at about 10 clips/s (benchmarks/gpu_extract.py)."""
-    return max(2, cpus // gpus - 1) if gpus else 2
+    return max(2, cpus // gpus - 1) if gpus else cpu_passes(cpus)[0] + 1
 
 
 def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> dict:
     """One worker per GPU where the cluster has GPUs (and the device allows them), else one per node, each
-    pinned to its node and given that node's CPUs as threads, less an eighth for the decode tasks there.
-    Returns each worker with the number of videos it runs at once (`videos_in_flight`)."""
+    pinned to its node and given that node's CPUs, less an eighth for the decode tasks there, as
+    `cpu_passes`. Returns each worker with the number of videos it runs at once (`videos_in_flight`)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     actor_class = _actor_class(ray)
@@ -282,11 +297,11 @@ def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> dict:
             continue  # a CPU node of a GPU cluster: its cores would add little beside the GPUs
         place = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         for _ in range(max(gpus, 1)):
-            threads = max(1, cpus // gpus) if gpus else max(1, cpus - cpus // 8)
+            passes, threads = (1, max(1, cpus // gpus)) if gpus else cpu_passes(cpus)
             options = {"num_gpus": 1} if gpus else {}
             videos = videos_in_flight(cpus, gpus)
             actor = actor_class.options(scheduling_strategy=place, max_concurrency=videos, **options)
-            actors[actor.remote(settings, spec, threads)] = videos
+            actors[actor.remote(settings, spec, passes, threads)] = videos
     return actors
 
 
@@ -301,21 +316,24 @@ def _actor_class(ray):
 
     @ray.remote(num_cpus=0)  # max_concurrency: videos_in_flight, set where it starts
     class EncoderWorker:
-        def __init__(self, settings: ExtractSettings, spec: FeatureSpec, threads: int):
+        def __init__(self, settings: ExtractSettings, spec: FeatureSpec, passes: int, threads: int):
             import torch
 
-            torch.set_num_threads(threads)
+            torch.set_num_threads(threads)  # per pass: each calling thread runs its own team of these
             self.spec, self.decoder = spec, settings.decoder
             self.encoder = settings.encoder()
-            self.model_lock = threading.Lock()
+            self.passes = passes
+            self.model_slots = threading.Semaphore(passes)  # the forward pass holds no state: it may run twice at once
             self.node = ray.get_runtime_context().get_node_id()
             self.node_name = f"{socket.gethostname()}/{self.node[:12]}"  # hosts of a local test cluster share a name
 
         def describe(self) -> str:
-            return self.encoder.describe()
+            import torch
+
+            return f"{self.encoder.describe()}; {self.passes} pass(es) at once of {torch.get_num_threads()} thread(s)"
 
         def encode(self, clips: np.ndarray) -> np.ndarray:
-            with self.model_lock:
+            with self.model_slots:
                 return self.encoder.encode(clips)
 
         def extract(self, path: str, video_id: str):

@@ -62,7 +62,7 @@ def test_the_gpu_extraction_script_runs_on_a_cpu():
 @pytest.mark.slow
 def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
     result = subprocess.run(
-        [sys.executable, "benchmarks/extract_speed.py", "--copies", "1", "--skip-memory", "--sample-clips", "8",
+        [sys.executable, "benchmarks/extract_speed.py", "--copies", "1", "--skip-memory", "--sample-clips", "2",
          "--rounds", "1"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
         env={**os.environ, "HSCNET_SHARED_DATA": str(shared_data)},
@@ -71,6 +71,8 @@ def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("CPU: ") and "native bf16" in lines[0]
     assert any(line.startswith("C3D forward alone, fp32 channels_last_3d: ") for line in lines)
+    if (os.cpu_count() or 1) >= 2:  # the denominator includes the rate of the worker's concurrent passes
+        assert any("the worker's 2 passes of" in line for line in lines)
     assert lines[-1].startswith("pipeline / best C3D alone clips per second, ratio: ")
 
 

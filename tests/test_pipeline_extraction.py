@@ -12,12 +12,13 @@ from conftest import solid_frames
 from common.errors import InputError
 from extract.extractor import ExtractSettings, extract_video
 from extract.store import FeatureStore
-from pipeline.extraction import extract_command, run_extraction, videos_in_flight
+from pipeline.extraction import cpu_passes, extract_command, run_extraction, videos_in_flight
 from pipeline.synthetic import write_video
 
 
 @pytest.mark.slow
-def test_ray_extraction_records_failures_resumes_and_matches_the_plain_function(tmp_path, ray_session):
+def test_ray_extraction_records_failures_resumes_and_matches_the_plain_function(tmp_path, ray_session, caplog):
+    caplog.set_level(logging.INFO, logger="pipeline")
     videos = tmp_path / "videos"
     videos.mkdir()
     write_video(videos / "green.mp4", solid_frames(40, (20, 200, 20)), fps=10)
@@ -27,6 +28,7 @@ def test_ray_extraction_records_failures_resumes_and_matches_the_plain_function(
     settings = ExtractSettings(batch_size=4)
     summary = run_extraction(videos, tmp_path / "store", settings, progress=False)
     assert sorted(summary.done) == ["blue", "green"] and summary.clips == 3
+    assert "; 2 pass(es) at once of 1 thread(s); 1 worker(s) on 1 node(s), videos at a time per worker: 3" in caplog.text
     assert set(summary.failed) == {"corrupt", "empty"} and "empty file" in summary.failed["empty"]
     assert "failed 2" in summary.report() and "corrupt: " in summary.report()
     store = FeatureStore(tmp_path / "store")
@@ -90,9 +92,18 @@ def test_without_out_the_store_is_features_in_the_current_folder(tmp_path, monke
     assert f"no --out given: the feature store is {tmp_path / 'features'}" in caplog.text
 
 
+def test_a_cpu_worker_runs_two_passes_on_its_cores_less_an_eighth():
+    assert cpu_passes(1) == (1, 1)
+    assert cpu_passes(2) == (2, 1)
+    assert cpu_passes(8) == (2, 4)  # 7 of 8 cores, rounded up to two halves
+    assert cpu_passes(16) == (2, 7)
+    assert cpu_passes(64) == (2, 28)
+
+
 def test_a_gpu_worker_decodes_as_many_videos_as_its_cores_allow():
-    assert videos_in_flight(cpus=2, gpus=0) == 2  # C3D bounds a CPU worker: one video on it, one decoding
-    assert videos_in_flight(cpus=64, gpus=0) == 2
+    assert videos_in_flight(cpus=2, gpus=0) == 3  # C3D bounds a CPU worker: one video a pass, one decoding
+    assert videos_in_flight(cpus=1, gpus=0) == 2
+    assert videos_in_flight(cpus=64, gpus=0) == 3
     assert videos_in_flight(cpus=16, gpus=1) == 15  # decoding bounds a GPU worker: a core per video, one feeds it
     assert videos_in_flight(cpus=96, gpus=8) == 11
     assert videos_in_flight(cpus=2, gpus=1) == 2
