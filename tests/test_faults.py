@@ -325,7 +325,8 @@ def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the
         frames = [np.full((64, 96, 3), (30 * index + 2 * t) % 256, np.uint8) for t in range(32)]  # 2 clips
         write_video(videos / f"v{index}.mp4", frames, fps=12)
     extract = [str(REPO / "bin" / "extract"), "--videos", str(videos), "--no-progress", "--workers", "2"]
-    assert cli(*extract[0:1], *extract[1:], "--out", str(tmp_path / "whole")).returncode == 0
+    whole = cli(*extract[0:1], *extract[1:], "--no-ray", "--out", str(tmp_path / "whole"))  # the expected features
+    assert whole.returncode == 0, whole.stderr
     store = tmp_path / "store"
     started = time.time()
     kill_9([*extract, "--out", str(store)], when=lambda: time.time() - started > 1.0)  # importing, starting Ray

@@ -47,9 +47,9 @@ def test_the_timestamps_are_what_is_drawn(index):
 
 def test_the_world_has_disjoint_splits_of_real_videos(small_world):
     folder, splits = small_world
-    assert {name: len(items) for name, items in splits.items()} == {"train": 5, "val": 1, "test": 1}
+    assert {name: len(items) for name, items in splits.items()} == {"train": 4, "val": 1, "test": 1}
     ids = [p["video"] for items in splits.values() for p in items]
-    assert len(set(ids)) == 7
+    assert len(set(ids)) == 6
     for paragraph in splits["test"]:
         info = probe(folder / "videos" / f"{paragraph['video']}.mp4")
         assert info.fps == pytest.approx(synthetic.FPS)
