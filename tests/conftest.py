@@ -84,7 +84,8 @@ WORLD_CLIPS, SMALL = 28, synthetic.WorldShape(episodes=(2, 3), idle_at_ends=4.0,
 
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
-    """Demo videos of about 30 C3D clips (6 videos, one to test) on disk, their features and a model trained on them for a moment."""
+    """Demo videos of about 30 C3D clips (6 videos, one to test) on disk, their features and a model trained on
+    them for a moment."""
     folder = tmp_path_factory.mktemp("world")
     splits = synthetic.generate_world(folder, clips=WORLD_CLIPS, seed=3, progress=False, shape=SMALL)
     summary = run_extraction(folder / "videos", folder / "features", ExtractSettings(), use_ray=False, progress=False)
