@@ -15,8 +15,8 @@ and bf16 where it is native; fp16 and float32 on CUDA), each on the same decoded
 alternating, and which of them `ClipEncoder` picks by itself; on CPU that one again as the
 extraction worker runs it, two forward passes at once of half the threads each
 (`pipeline.extraction.cpu_passes`); and clips/s of the whole bin/extract pipeline (Ray start-up
-included). The best of all these rates is the denominator. The last line is the pipeline's rate over the best C3D rate
-(target: at least 0.85 on 2 cores, on either kind of CPU: decoding hidden behind compute).
+included). The last line is the pipeline's rate over the best of those C3D rates (target: at
+least 0.85 on 2 cores, on either kind of CPU: decoding hidden behind compute).
 Ray's start-up and shutdown cost about 6 s once per run whatever its size; 60 copies (1680
 clips) keep that share nearer a real run's, where thousands of videos share it.
 

@@ -262,10 +262,11 @@ def cpu_passes(cpus: int) -> tuple[int, int]:
     """How a CPU node's worker runs its backbone: (forward passes at once, torch threads each).
 
     The node's cores less an eighth (decoding's share), as two passes of half of them. On 2 cores
-    (AMD EPYC Zen 5, bf16) two single-threaded passes ran C3D 6 % faster than one pass on both
-    threads (8.71 against 8.19 clips/s), and two single-threaded workers made the whole pipeline
-    4.3 % faster than one: a decode task or Ray's own processes taking a core then stall one
-    pass, not one of two threads that wait for each other at every layer.
+    (AMD EPYC Zen 5, bf16), C3D alone ran about as fast either way (two passes of one thread 8.50
+    to 9.10 clips/s over three runs, one pass of two 7.90 to 9.25), but the whole pipeline ran
+    4 % faster in two passes (10 copies of the Charades video, 3 pairs side by side: 40.8 against
+    42.5 s): a decode task or one of Ray's processes taking a core then stalls one pass, not one
+    of two threads that wait for each other at every layer.
     """
     if cpus < 2:
         return 1, 1
