@@ -1,10 +1,14 @@
 """Training (bin/train): HSCNet with Adam as the paper trains it, evaluated every epoch.
 
-Each epoch trains with a progress bar, evaluates on the validation split, appends a line to
-`run_dir/metrics.jsonl` and TensorBoard scalars, and saves `last.pt` (and `best.pt` when
-the validation mIoU improves). Ctrl-C finishes the current step, saves `last.pt` and stops;
-`--resume run_dir` continues from it and ends with the same weights as an uninterrupted run
-(the data order, the sentence sampling and the dropout generator are all restored).
+Each epoch trains with a progress bar, evaluates on the validation split, and appends a line to
+`run_dir/metrics.jsonl` and TensorBoard scalars. `last.pt` is saved after the first and the last
+epoch, after every epoch whose validation mIoU improves (then copied to `best.pt`), and otherwise
+once `train.checkpoint_seconds` have passed since it was last saved: an epoch of the paper's data
+takes minutes, so each is saved, while a run of many one-second epochs (small own data) would
+spend half its time writing checkpoints. Ctrl-C finishes the current step, saves `last.pt` and
+stops; `--resume run_dir` continues from it and ends with the same weights as an uninterrupted run
+(the data order, the sentence sampling and the dropout generator are all restored); lines of
+`metrics.jsonl` for epochs after the one `last.pt` holds are dropped then, as those epochs run again.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common.atomic import append_line, atomic_path, recover
+from common.atomic import append_line, atomic_path, recover, write_text
 from common.devices import autocast_dtype, resolve_device
 from common.errors import InputError, PipelineError
 from extract.text import Vocabulary, vocabulary_with_vectors
@@ -200,6 +204,13 @@ def train(
 
     for repair in recover(run_dir, logs=("metrics.jsonl",)):
         log.warning(f"{run_dir}: {repair} (left by an interrupted run)")
+    if checkpoint is not None:
+        dropped = drop_metrics_after(run_dir / "metrics.jsonl", state.epoch)
+        if dropped:
+            log.warning(
+                f"{run_dir / 'metrics.jsonl'}: dropped the lines of epochs {dropped[0]}-{dropped[-1]}, trained after "
+                f"last.pt was saved at epoch {state.epoch}; they run again"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     from torch.utils.tensorboard import SummaryWriter  # imported late: it loads TensorBoard
@@ -219,6 +230,8 @@ def train(
         f"{len(val_set) if val_set else 0}; {sum(p.numel() for p in trainable) / 1e6:.2f}M trainable parameters, "
         f"device {device}{', bf16 autocast' if dtype else ''}; run folder {run_dir}"
     )
+
+    last_saved: float | None = None  # time.monotonic() of this process's last write of last.pt
 
     def save(name: str) -> None:
         rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
@@ -286,9 +299,15 @@ def train(
                         f"stopped at {where}: saved {run_dir / 'last.pt'}; resume with: bin/train --resume {run_dir}"
                     )
                     return state
-                _finish_epoch(
-                    config, state, model, val_set, device, dtype, writer, run_dir, save, epoch_start, progress
-                )
+                improved = _finish_epoch(config, state, model, val_set, device, dtype, writer, run_dir, epoch_start,
+                                         progress)  # fmt: skip
+                waited = time.monotonic() - last_saved if last_saved is not None else math.inf
+                if improved or state.epoch == config.train.epochs or waited >= config.train.checkpoint_seconds:
+                    save("last.pt")
+                    last_saved = time.monotonic()
+                    if improved:
+                        with atomic_path(run_dir / "best.pt") as tmp:
+                            shutil.copyfile(run_dir / "last.pt", tmp)
     finally:
         writer.close()
     best = f"; best validation mIoU {100 * state.best_miou:.2f} at epoch {state.best_epoch + 1}"
@@ -296,8 +315,19 @@ def train(
     return state
 
 
-def _finish_epoch(config, state, model, val_set, device, dtype, writer, run_dir, save, epoch_start, progress):
-    """Evaluate, record and checkpoint the epoch that just ended."""
+def drop_metrics_after(path: Path, epoch: int) -> list[int]:
+    """Rewrite `path` without the lines of epochs after `epoch`; returns the epochs dropped."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if json.loads(line)["epoch"] <= epoch]
+    if len(kept) < len(lines):
+        write_text(path, "".join(line + "\n" for line in kept))
+    return [json.loads(line)["epoch"] for line in lines[len(kept) :]]
+
+
+def _finish_epoch(config, state, model, val_set, device, dtype, writer, run_dir, epoch_start, progress) -> bool:
+    """Evaluate and record the epoch that just ended; whether its validation mIoU is the best so far."""
     steps = max(state.step_in_epoch, 1)
     record = {
         "epoch": state.epoch + 1,
@@ -323,15 +353,12 @@ def _finish_epoch(config, state, model, val_set, device, dtype, writer, run_dir,
     state.epoch += 1
     state.step_in_epoch = 0
     state.loss_sums = {}
-    save("last.pt")
-    if improved:
-        with atomic_path(run_dir / "best.pt") as tmp:
-            shutil.copyfile(run_dir / "last.pt", tmp)
     summary = f"epoch {record['epoch']}/{config.train.epochs}: train loss {record['train']['loss']:.4f}"
     summary += f" ({train_seconds:.0f} s)"
     if metrics:
         summary += f" | val {format_metrics(metrics)}{' (best)' if improved else ''}"
     log.info(summary)
+    return improved
 
 
 def run(config_path: str | None, overrides: list[str], resume: str | None, progress: bool = True) -> int:

@@ -50,6 +50,31 @@ def test_a_run_writes_its_files_and_resumes_to_identical_weights(proxy_data, tmp
         assert resumed_line["train"] == pytest.approx(line["train"])
 
 
+def test_epochs_between_checkpoints_are_dropped_from_the_metrics_and_run_again_on_resume(proxy_data, tmp_path):
+    class Crash(Exception):
+        pass
+
+    def crash_in_epoch_3(state):
+        if state.epoch == 2:
+            raise Crash
+
+    # No validation split, so no epoch improves: last.pt is written after the first and the last epoch only.
+    extra = ("train.epochs=3", "train.batch_size=48", "data.val=", "train.checkpoint_seconds=1e9")
+    straight = train(load_config(SMOKE, overrides(proxy_data, tmp_path / "straight", *extra)), progress=False)
+    assert straight.epoch == 3
+    with pytest.raises(Crash):
+        train(load_config(SMOKE, overrides(proxy_data, tmp_path / "crashed", *extra)), on_step=crash_in_epoch_3,
+              progress=False)  # fmt: skip
+    metrics = tmp_path / "crashed" / "metrics.jsonl"
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2]
+    assert ckpt.load_checkpoint(tmp_path / "crashed" / "last.pt")["state"]["epoch"] == 1
+    assert run(None, [], str(tmp_path / "crashed"), progress=False) == 0
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2, 3]
+    expected = ckpt.load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    resumed = ckpt.load_checkpoint(tmp_path / "crashed" / "last.pt")["model"]
+    assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+
+
 @pytest.mark.slow
 def test_ctrl_c_saves_a_loadable_last_checkpoint(proxy_data, tmp_path):
     args = ["train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "run", "train.epochs=200")]
