@@ -10,28 +10,30 @@ import pytest
 from conftest import REPO
 
 
+def helps(scripts) -> dict[str, subprocess.CompletedProcess]:
+    """`--help` of each benchmark script, all started at once (each is a Python process that imports torch)."""
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": REPO}
+    started = {
+        script: subprocess.Popen([sys.executable, str(REPO / "benchmarks" / script), "--help"], **pipes)
+        for script in scripts
+    }
+    finished = {}
+    for script, process in started.items():
+        out, err = process.communicate(timeout=300)
+        finished[script] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return finished
+
+
 def test_the_gpu_script_parses_and_its_python_parts_import():
     assert subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "gpu.sh")]).returncode == 0
-    for script in ("gpu_extract.py", "model_step.py"):
-        result = subprocess.run(
-            [sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True, text=True, cwd=REPO
-        )
-        assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+    for script, result in helps(["gpu_extract.py", "model_step.py"]).items():
+        assert result.returncode == 0 and "usage:" in result.stdout, (script, result.stderr)
 
 
 def test_every_benchmark_script_explains_itself():
-    for script in (
-        "decode.py",
-        "extract_speed.py",
-        "ground_batch.py",
-        "ground.py",
-        "train_epoch.py",
-        "proxy.py",
-        "ablation.py",
-    ):
-        result = subprocess.run(
-            [sys.executable, str(REPO / "benchmarks" / script), "--help"], capture_output=True, text=True, cwd=REPO
-        )
+    scripts = ["decode.py", "extract_speed.py", "ground_batch.py", "ground.py", "train_epoch.py", "proxy.py",
+               "ablation.py"]  # fmt: skip
+    for script, result in helps(scripts).items():
         assert result.returncode == 0 and "usage:" in result.stdout, (script, result.stderr)
 
 
