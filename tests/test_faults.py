@@ -322,7 +322,7 @@ def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the
     videos = tmp_path / "videos"
     videos.mkdir()
     for index in range(6):
-        frames = [np.full((64, 96, 3), (30 * index + 2 * t) % 256, np.uint8) for t in range(32)]  # 2 clips
+        frames = [np.full((64, 96, 3), (30 * index + 2 * t) % 256, np.uint8) for t in range(16)]  # 1 clip
         write_video(videos / f"v{index}.mp4", frames, fps=12)
     extract = [str(REPO / "bin" / "extract"), "--videos", str(videos), "--no-progress", "--workers", "2"]
     whole = cli(*extract[0:1], *extract[1:], "--no-ray", "--out", str(tmp_path / "whole"))  # the expected features
