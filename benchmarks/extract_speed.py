@@ -1,7 +1,7 @@
 """Extraction speed and memory: the whole pipeline beside the best C3D rate this CPU offers.
 
 Run: .venv/bin/python benchmarks/extract_speed.py [--copies N] [--skip-memory] [--device cpu|cuda]
-                                                [--backbone c3d|x3d_m|slowfast_r50|r2plus1d_r50]
+                                                [--backbone c3d|x3d_m|slowfast_r50|r2plus1d_r50] [--seconds S]
 
 With `--backbone` another network is timed the same way (its precisions; layouts are C3D's), and
 the cost of a clip is also given per second of video, since the backbones' clips span different
@@ -9,7 +9,8 @@ lengths of time (C3D's 16 frames at the video's rate, X3D-M's 16 at 6 fps).
 
 It prints what the processor offers (`torch.backends.cpu.get_cpu_capability()`, native bf16 or
 not), then, in one run, on N copies of the real Charades video of ../shared/data (480x270,
-15 fps): frames/s of decoding alone (PyAV, as extraction reads); clips/s of the C3D forward
+15 fps; with --seconds S its first S seconds, encoded again: a quick check): frames/s of
+decoding alone (PyAV, as extraction reads); clips/s of the C3D forward
 alone in every precision and layout this device runs (float32 contiguous and channels_last_3d,
 and bf16 where it is native; fp16 and float32 on CUDA), each on the same decoded clips,
 alternating, and which of them `ClipEncoder` picks by itself; on CPU that one again as the
@@ -170,6 +171,19 @@ def one_minute_720p(path: Path) -> Path:
     return write_video(path, frames(), fps=30, options={"preset": "ultrafast", "x264-params": "log-level=error"})
 
 
+def first_seconds(source: Path, seconds: float, path: Path) -> Path:
+    """The first `seconds` of `source`, decoded and encoded again (H.264) at its size and frame rate."""
+    import av
+
+    from pipeline.synthetic import write_video
+
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate)
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)][: round(seconds * fps)]
+    return write_video(path, frames, fps=fps, options={"preset": "ultrafast", "x264-params": "log-level=error"})
+
+
 def measure_memory(video: Path, device: str) -> dict:
     output = subprocess.run(
         [sys.executable, "-c", MEASURE, str(video), device], capture_output=True, text=True, check=True
@@ -185,6 +199,8 @@ def main() -> None:
     parser.add_argument("--sample-clips", type=int, default=96, help="clips each C3D mode is timed on (default 96)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over the modes, the best of each kept")
     parser.add_argument("--backbone", default="c3d", help="c3d (default), x3d_m, slowfast_r50 or r2plus1d_r50")
+    quick = "time the first this many seconds of the video (a quick check; 0: all 30.7 s)"
+    parser.add_argument("--seconds", type=float, default=0.0, help=quick)
     args = parser.parse_args()
     shared = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data"))
     source = shared / "videos" / "charades.mp4"
@@ -194,6 +210,8 @@ def main() -> None:
     spec = settings.spec()
     work = Path(tempfile.mkdtemp(prefix="hscnet-extract-bench-"))
     try:
+        if args.seconds > 0:
+            source = first_seconds(source, args.seconds, work / source.name)
         videos = work / "videos"
         videos.mkdir()
         for index in range(args.copies):

@@ -65,7 +65,7 @@ def test_the_gpu_extraction_script_runs_on_a_cpu():
 def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
     result = subprocess.run(
         [sys.executable, "benchmarks/extract_speed.py", "--copies", "1", "--skip-memory", "--sample-clips", "2",
-         "--rounds", "1"],
+         "--rounds", "1", "--seconds", "4.4"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
         env={**os.environ, "HSCNET_SHARED_DATA": str(shared_data)},
     )  # fmt: skip
