@@ -104,10 +104,10 @@ def warn_random_c3d(seed: int = 0) -> None:
 
 def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str]:
     """The network and its identity: "<file> sha256:<hex>" for given weights, else "random"."""
-    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
-        torch.manual_seed(seed)
-        model = C3D()
-        if not weights:
+    if not weights:
+        with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
+            torch.manual_seed(seed)
+            model = C3D()
             # He initialisation with zero biases keeps the activations' scale through the eight
             # convolutions, so random features follow the input. PyTorch's default initialisation
             # leaves fc6 dominated by its biases (all clips of the demo had cosine 0.96 to each other).
@@ -115,9 +115,10 @@ def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str
                 if isinstance(module, (nn.Conv3d, nn.Linear)):
                     nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                     nn.init.zeros_(module.bias)
-    if not weights:
         warn_random_c3d(seed)
         return model.eval(), RANDOM_WEIGHTS
+    with torch.device("meta"):  # shapes only: the file's tensors become the weights (no initialisation to discard)
+        model = C3D()
     path = Path(weights)
     if not path.is_file():
         raise InputError(f"{path}: C3D weights not found")
@@ -137,7 +138,7 @@ def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str
     for name, tensor in expected.items():
         if tuple(state[name].shape) != tuple(tensor.shape):
             raise InputError(f"{path}: {name} has shape {tuple(state[name].shape)}, C3D expects {tuple(tensor.shape)}")
-    model.load_state_dict(state)
+    model.load_state_dict({name: state[name].to(torch.float32) for name in expected}, assign=True)
     return model.eval(), file_identity(path)
 
 
