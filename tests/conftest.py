@@ -3,6 +3,7 @@ solid-colour videos, a small demo world with a model trained on it, and proxy-fe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -17,7 +18,7 @@ from hscnet.annotations import read_annotations, write_jsonl
 from hscnet.config import load_config
 from hscnet.train import train
 from pipeline import synthetic
-from pipeline.extraction import run_extraction
+from pipeline.extraction import cpu_passes, run_extraction
 from pipeline.proxy import write_proxy_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +66,21 @@ def ray_session():
     )
     yield ray
     ray.shutdown()
+
+
+@contextlib.contextmanager
+def threads_of_a_worker_pass(node_cpus: int = 2):
+    """Run torch here with the threads of one forward pass of a Ray worker on a node of `node_cpus`.
+
+    Float32 convolutions differ in their last bits with the thread count (oneDNN splits the sums
+    differently; bf16 on AMX did not), so features expected bit for bit from a worker are computed
+    with the threads it runs them with."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(cpu_passes(node_cpus)[1])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def solid_frames(count: int, colour, size=(64, 96)) -> list[np.ndarray]:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SMOKE, cli, overrides
+from conftest import REPO, SMOKE, cli, overrides, threads_of_a_worker_pass
 
 from common import atomic
 from common.atomic import DiskFullError
+from extract.extractor import ExtractSettings
+from pipeline.extraction import run_extraction
 from pipeline.synthetic import write_video
 
 
@@ -325,8 +327,9 @@ def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the
         frames = [np.full((64, 96, 3), (30 * index + 2 * t) % 256, np.uint8) for t in range(16)]  # 1 clip
         write_video(videos / f"v{index}.mp4", frames, fps=12)
     extract = [str(REPO / "bin" / "extract"), "--videos", str(videos), "--no-progress", "--workers", "2"]
-    whole = cli(*extract[0:1], *extract[1:], "--no-ray", "--out", str(tmp_path / "whole"))  # the expected features
-    assert whole.returncode == 0, whole.stderr
+    with threads_of_a_worker_pass(node_cpus=2):  # the expected features, as the workers of --workers 2 compute them
+        whole = run_extraction(videos, tmp_path / "whole", ExtractSettings(), use_ray=False, progress=False)
+    assert whole.done and not whole.failed
     store = tmp_path / "store"
     started = time.time()
     kill_9([*extract, "--out", str(store)], when=lambda: time.time() - started > 1.0)  # importing, starting Ray

@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import solid_frames
+from conftest import solid_frames, threads_of_a_worker_pass
 
 from common.errors import InputError
 from extract.extractor import ExtractSettings, extract_video
@@ -42,7 +42,8 @@ def test_ray_extraction_records_failures_resumes_and_matches_the_plain_function(
     assert len(lines) == 4 and all(json.loads(line)["video_id"] for line in lines)
 
     # The same features without Ray.
-    plain, _ = extract_video(videos / "green.mp4", "green", settings.encoder().encode, settings.spec())
+    with threads_of_a_worker_pass(node_cpus=2):  # ray_session's node
+        plain, _ = extract_video(videos / "green.mp4", "green", settings.encoder().encode, settings.spec())
     np.testing.assert_array_equal(plain, store.read("green"))
 
     # A rerun skips what is done and retries what failed.
