@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SMALL, WORLD_CLIPS
+from conftest import SMALL, WORLD_CLIPS, WORLD_SEED
 
 from pipeline import synthetic
 
@@ -13,9 +13,14 @@ def test_the_whole_demo_in_miniature(tmp_path, ray_session):
     from pipeline.demo import run_demo
 
     summary = run_demo(
-        WORLD_CLIPS, seed=3, folder=tmp_path / "demo", overrides=["train.epochs=3"], progress=False, shape=SMALL
+        WORLD_CLIPS,
+        seed=WORLD_SEED,
+        folder=tmp_path / "demo",
+        overrides=["train.epochs=3"],
+        progress=False,
+        shape=SMALL,
     )
-    videos = len(synthetic.plan_world(WORLD_CLIPS, seed=3, shape=SMALL))
+    videos = len(synthetic.plan_world(WORLD_CLIPS, seed=WORLD_SEED, shape=SMALL))
     assert sum(summary["videos"].values()) == videos and min(summary["videos"].values()) >= 1
     assert summary["clips"] >= WORLD_CLIPS
     assert set(summary["seconds"]) == {"generate", "extract", "train", "evaluate", "ground"}
