@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run(videos: Path, out: Path, nodes: int) -> dict:
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "local_cluster.py"), str(videos), str(out), str(nodes), "0"],
+        [sys.executable, str(REPO / "benchmarks" / "local_cluster.py"), str(nodes), str(videos), str(out), "0"],
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     if result.returncode:

@@ -27,31 +27,36 @@ def videos(folder, count: int):
     return folder
 
 
-def run_cluster(videos_folder, out, nodes: int, kill_after: int = 0) -> dict:
+@pytest.fixture(scope="module")
+def cluster_runs(tmp_path_factory) -> dict:
+    """Two runs on one local cluster of two nodes, whose start-up is most of their time: eight videos on both
+    nodes ("spread"), then ten with the second node killed once the store holds one line ("lost")."""
+    work = tmp_path_factory.mktemp("cluster")
+    runs = {"spread": (videos(work / "spread-videos", 8), 0), "lost": (videos(work / "lost-videos", 10), 1)}
+    arguments = [str(part) for name, (folder, kill) in runs.items() for part in (folder, work / f"{name}-store", kill)]
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "local_cluster.py"), str(videos_folder), str(out), str(nodes),
-         str(kill_after)],
+        [sys.executable, str(REPO / "benchmarks" / "local_cluster.py"), "2", *arguments],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    (line,) = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    return json.loads(line.removeprefix("RESULT "))
+    lines = [
+        json.loads(line.removeprefix("RESULT ")) for line in result.stdout.splitlines() if line.startswith("RESULT ")
+    ]
+    assert len(lines) == len(runs)
+    return {name: (summary, work / f"{name}-store") for name, summary in zip(runs, lines, strict=True)}
 
 
-def test_two_nodes_both_extract_and_each_line_names_its_node(tmp_path):
-    folder = videos(tmp_path / "videos", 8)
-    summary = run_cluster(folder, tmp_path / "store", nodes=2)
+def test_two_nodes_both_extract_and_each_line_names_its_node(cluster_runs):
+    summary, store = cluster_runs["spread"]
     assert sorted(summary["done"]) == [f"v{i:02d}" for i in range(8)] and not summary["failed"]
-    records = FeatureStore(tmp_path / "store").records()
+    records = FeatureStore(store).records()
     nodes = {record.node for record in records.values()}
     assert len(nodes) == 2, nodes  # both nodes did work
     assert all(record.status == "ok" and record.clips == 1 for record in records.values())
 
 
-def test_a_node_lost_mid_run_hands_its_videos_to_the_other(tmp_path):
-    folder = videos(tmp_path / "videos", 10)
-    store = tmp_path / "store"
-    summary = run_cluster(folder, store, nodes=2, kill_after=1)
+def test_a_node_lost_mid_run_hands_its_videos_to_the_other(cluster_runs):
+    summary, store = cluster_runs["lost"]
     assert summary["killed"]
     names = [f"v{i:02d}" for i in range(10)]
     assert sorted(summary["done"] + list(summary["failed"])) == names  # every video done or recorded as failed
