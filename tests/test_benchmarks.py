@@ -50,7 +50,7 @@ def test_the_model_and_c3d_paths_import_neither_ray_nor_spacy_nor_pyav():
 @pytest.mark.slow
 def test_the_gpu_extraction_script_runs_on_a_cpu():
     result = subprocess.run(
-        [sys.executable, "benchmarks/gpu_extract.py", "--device", "cpu", "--copies", "2", "--seconds", "2",
+        [sys.executable, "benchmarks/gpu_extract.py", "--device", "cpu", "--copies", "2", "--seconds", "1",
          "--workers", "1", "--batch-size", "4"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )  # fmt: skip
