@@ -52,7 +52,7 @@ def test_the_decoders_agree_on_generated_videos(tmp_path, codec, suffix):
 
 
 def test_float32_c3d_features_agree_across_decoders(charades):
-    settings = {d: ExtractSettings(stride=80, precision="fp32", decoder=d) for d in ("pyav", "decord")}
+    settings = {d: ExtractSettings(stride=160, precision="fp32", decoder=d) for d in ("pyav", "decord")}
     encoder = settings["pyav"].encoder()
     features = {}
     for decoder, chosen in settings.items():
@@ -60,7 +60,7 @@ def test_float32_c3d_features_agree_across_decoders(charades):
         assert record.decoder == decoder and record.status == "ok"
     a, b = (features[d].astype(np.float64) for d in ("pyav", "decord"))
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert len(cosine) == 6 and cosine.min() >= 0.98
+    assert len(cosine) == 3 and cosine.min() >= 0.98  # the start, middle and end of the video
 
 
 def test_decord_times_a_variable_frame_rate_video_by_its_timestamps(tmp_path):

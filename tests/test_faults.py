@@ -88,10 +88,10 @@ def test_a_write_failing_with_enospc_anywhere_keeps_the_previous_version(tmp_pat
 def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finished(small_disk, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
-    for index in range(6):  # 4 C3D clips each: 32 KiB of float16 features a video
-        write_video(videos / f"v{index}.mp4", [np.full((64, 96, 3), 40 * index, np.uint8)] * 64, fps=16)
+    for index in range(6):  # one C3D clip each: 8 KiB of float16 features a video, three 4 KiB pages with its header
+        write_video(videos / f"v{index}.mp4", [np.full((64, 96, 3), 40 * index, np.uint8)] * 16, fps=16)
     store = small_disk / "store"
-    fill(small_disk, leave=100 * 1024)
+    fill(small_disk, leave=30 * 1024)  # the manifest's page and two videos' features
     result = cli("extract", "--videos", str(videos), "--out", str(store), "--no-ray", "--no-progress")
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -102,7 +102,7 @@ def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finish
     assert sorted(p.stem for p in store.glob("*.npy")) == done  # no features without their line
     assert not [p for p in store.iterdir() if p.name.startswith(".")]  # no temporary file
     for name in done:
-        assert np.load(store / f"{name}.npy").shape == (4, 4096)
+        assert np.load(store / f"{name}.npy").shape == (1, 4096)
 
 
 @pytest.mark.slow
