@@ -107,11 +107,11 @@ def in_passes(encoder, passes: int, threads: int):
     return encode
 
 
-def c3d_rates(
-    pairs, clips: np.ndarray, batch_size: int, device: str, rounds: int = 3, backbone: str = "c3d"
-) -> dict[str, float]:
+def c3d_rates(pairs, clips: np.ndarray, picked, rounds: int = 3, backbone: str = "c3d") -> dict[str, float]:
     """Clips/s of each mode on the same clips: rounds of every mode in turn, the best round each. On
-    CPU the mode the encoder picks is also timed as the extraction worker runs it, in passes at once."""
+    CPU `picked`, the encoder in the mode it picks by itself, is also timed as the extraction worker
+    runs it, in passes at once."""
+    device, batch_size = str(picked.device), picked.batch_size
     settings = ExtractSettings(batch_size=batch_size, device=device, backbone=backbone)
     encoders = {
         f"{precision} {layout}": replace(settings, precision=precision).encoder(layout).encode
@@ -119,7 +119,6 @@ def c3d_rates(
     }
     passes, threads = cpu_passes(os.cpu_count() or 1)
     if device == "cpu" and passes > 1:
-        picked = settings.encoder()
         name = f"{picked.precision} {layout_name(picked)}, the worker's {passes} passes of {threads} thread(s) at once"
         encoders[name] = in_passes(picked, passes, threads)
     best = dict.fromkeys(encoders, float("inf"))
@@ -230,10 +229,7 @@ def main() -> None:
             f"native bf16 {'yes' if cpu_has_native_bf16() else 'no'}; {chosen.describe()}"
         )
         network = "C3D" if args.backbone == "c3d" else args.backbone
-        rates = c3d_rates(
-            modes(chosen.device.type, args.backbone), sample, settings.batch_size, str(chosen.device), args.rounds,
-            args.backbone,
-        )  # fmt: skip
+        rates = c3d_rates(modes(chosen.device.type, args.backbone), sample, chosen, args.rounds, args.backbone)
         clip_seconds = spec.clip_len / (spec.sample_fps or info.fps)  # of video, for stride = clip length
         for name, rate in rates.items():
             print(f"{network} forward alone, {name}: {rate:.2f} clips/s, {1000 / rate:.0f} ms a clip "

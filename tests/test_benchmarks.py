@@ -65,7 +65,7 @@ def test_the_gpu_extraction_script_runs_on_a_cpu():
 def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
     result = subprocess.run(
         [sys.executable, "benchmarks/extract_speed.py", "--copies", "1", "--skip-memory", "--sample-clips", "2",
-         "--rounds", "1", "--seconds", "4.4"],
+         "--rounds", "1", "--seconds", "2.2"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
         env={**os.environ, "HSCNET_SHARED_DATA": str(shared_data)},
     )  # fmt: skip
@@ -82,7 +82,7 @@ def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
 def test_the_batch_benchmark_gives_the_same_results_as_single_calls_and_a_ratio(small_world):
     folder, _ = small_world
     result = subprocess.run(
-        [sys.executable, "benchmarks/ground_batch.py", "--annotations", str(folder / "annotations" / "val.jsonl"),
+        [sys.executable, "benchmarks/ground_batch.py", "--annotations", str(folder / "annotations" / "test.jsonl"),
          "--videos", str(folder / "videos"), "--checkpoint", str(folder / "run" / "last.pt")],
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
