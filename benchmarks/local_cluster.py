@@ -33,7 +33,7 @@ def kill_when(cluster: Cluster, node, manifest: Path, lines: int, killed: thread
 def main() -> None:
     nodes, runs = int(sys.argv[1]), sys.argv[2:]
     if not runs or len(runs) % 3:
-        sys.exit(__doc__.splitlines()[-1].strip())
+        sys.exit("usage: " + __doc__.splitlines()[-1].strip())
     store_mb = 150 * 1024**2
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store_mb})
     others = [cluster.add_node(num_cpus=1, object_store_memory=store_mb) for _ in range(nodes - 1)]
