@@ -142,10 +142,13 @@ class KineticsEncoder:
         import torch
 
         from common.devices import resolve_device
+        from common.memory import keep_freed_memory
 
         self.spec = backbone(name)
         self.name, self.batch_size = name, batch_size
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # as for C3D: each batch's activations would be mapped and zero-filled afresh
         torch.manual_seed(seed)
         model = build_kinetics_model(name)
         if weights:

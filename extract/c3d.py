@@ -26,6 +26,7 @@ from torch import nn
 
 from common.devices import resolve_device
 from common.errors import InputError
+from common.memory import keep_freed_memory
 from extract.spec import RANDOM_WEIGHTS, file_identity
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ class ClipEncoder:
             raise InputError(f"unknown layout {layout!r}: use {', '.join(LAYOUTS)}")
         on_cpu = self.device.type == "cpu"
         if on_cpu:
+            keep_freed_memory()  # each batch's activations would otherwise be mapped and zero-filled afresh
             best, self.memory_format = cpu_mode(cpu_has_native_bf16())
             precision = best if precision == "auto" else precision
         else:

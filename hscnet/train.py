@@ -31,6 +31,7 @@ from tqdm import tqdm
 from common.atomic import append_line, atomic_path, recover, write_text
 from common.devices import autocast_dtype, resolve_device
 from common.errors import InputError, PipelineError
+from common.memory import keep_freed_memory
 from extract.text import Vocabulary, vocabulary_with_vectors
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_checkpoint, save_checkpoint
@@ -134,6 +135,8 @@ def train(
     Returns the final state (`state.interrupted` when it stopped early).
     """
     device = resolve_device(config.train.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # a step's activations would otherwise be mapped and zero-filled afresh
     dtype = autocast_dtype(config.train.precision, device)
     run_dir = Path(config.run_dir)
     torch.manual_seed(config.train.seed)

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from common import atomic
 from common.errors import InputError, PipelineError
+from common.memory import MALLOC_SETTINGS
 from extract.c3d import warn_random_c3d
 from extract.extractor import ExtractSettings, extract_video
 from extract.spec import FeatureSpec
@@ -299,7 +300,8 @@ def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> dict:
         place = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         for _ in range(max(gpus, 1)):
             passes, threads = (1, max(1, cpus // gpus)) if gpus else cpu_passes(cpus)
-            options = {"num_gpus": 1} if gpus else {}
+            # A CPU worker's glibc keeps freed memory from its start, for its pass threads too (common/memory.py).
+            options = {"num_gpus": 1} if gpus else {"runtime_env": {"env_vars": MALLOC_SETTINGS}}
             videos = videos_in_flight(cpus, gpus)
             actor = actor_class.options(scheduling_strategy=place, max_concurrency=videos, **options)
             actors[actor.remote(settings, spec, passes, threads)] = videos
@@ -331,7 +333,10 @@ def _actor_class(ray):
         def describe(self) -> str:
             import torch
 
-            return f"{self.encoder.describe()}; {self.passes} pass(es) at once of {torch.get_num_threads()} thread(s)"
+            kept = all(os.environ.get(name) == value for name, value in MALLOC_SETTINGS.items())
+            memory = ", glibc keeping freed memory" if kept else ""
+            threads = torch.get_num_threads()
+            return f"{self.encoder.describe()}; {self.passes} pass(es) at once of {threads} thread(s){memory}"
 
         def encode(self, clips: np.ndarray) -> np.ndarray:
             with self.model_slots:

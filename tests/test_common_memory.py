@@ -1,0 +1,70 @@
+"""common/memory.py: freed blocks stay in the process, so touching them again costs no page faults.
+
+Each case runs in a fresh Python process, since glibc's settings are process-wide and the test
+session's own are whatever its earlier tests left. A page fault count is a count, not a timing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from common.memory import MALLOC_SETTINGS, keep_freed_memory
+from tests.conftest import REPO
+
+# Runs a 3-D convolution (C3D's first layer, on 2 clips) four times, in the main thread or in a new one,
+# and prints the page faults of the last three: its 51 MB output and oneDNN's buffers are allocated
+# and freed at every step, as in every C3D batch and HSCNet training step.
+SCRIPT = """
+import resource, sys, threading
+import torch
+from common.memory import keep_freed_memory
+
+if sys.argv[1] == "kept":
+    assert keep_freed_memory()
+torch.set_num_threads(1)
+clips, weight = torch.rand(2, 3, 16, 112, 112), torch.rand(64, 3, 3, 3, 3)
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+def steps():
+    torch.nn.functional.conv3d(clips, weight, padding=1).relu_().sum()  # the first maps and touches in any case
+    before = faults()
+    for _ in range(3):
+        torch.nn.functional.conv3d(clips, weight, padding=1).relu_().sum()
+    print(faults() - before)
+
+if sys.argv[2] == "thread":
+    worker = threading.Thread(target=steps)
+    worker.start()
+    worker.join()
+else:
+    steps()
+"""
+
+PAGES = 3 * 2 * 64 * 16 * 112 * 112 * 4 // 4096  # the three outputs' pages, faulted in afresh when nothing is kept
+
+
+def faults(mode: str, where: str, env: dict[str, str] | None = None) -> int:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode, where],
+        env={**environment, **(env or {}), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not keep_freed_memory(), reason="glibc only: other allocators keep or return memory their own way")
+def test_freed_blocks_are_reused_without_page_faults():
+    assert faults("default", "main") > PAGES * 0.9  # glibc maps and zero-fills each block afresh
+    assert faults("kept", "main") < PAGES * 0.05  # keep_freed_memory in a running process (bin/train)
+    assert faults("kept", "thread") < PAGES * 0.05  # and for threads that start after it
+    # The environment a Ray extraction worker starts with: its forward passes run on threads.
+    assert faults("default", "thread", MALLOC_SETTINGS) < PAGES * 0.05
