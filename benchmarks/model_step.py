@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.memory import keep_freed_memory
 from hscnet.config import Config
 from hscnet.data import collate
 from hscnet.losses import total_loss
@@ -130,6 +131,8 @@ def main() -> None:
     parser.add_argument("--batch-scale", type=int, default=1, help="the settings' batch sizes times this")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as bin/train runs its steps on a CPU
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"device {device} ({where})")
     with_bf16 = device.type == "cuda" or args.bf16

@@ -11,8 +11,8 @@ are HSCNet's at the paper's batch sizes. Measured on a 2-core Intel Xeon with AM
   threads, as the extraction worker runs them: 1.27 s, 0.95 s with one arena as well (without
   it the threads' arenas still mapped afresh: 1.20 s).
 - The same Xeon limited to AVX2 (float32): 2 threads, 8 clips 3.61 s, 3.26 s kept.
-- One HSCNet training step at the paper's ActivityNet size: 8.6-9.5 s, 6.1-6.6 s kept; TACoS's
-  26-31 s, 14 s kept (most of the difference was kernel time).
+- One HSCNet training step (benchmarks/model_step.py, float32, 2 threads) at the paper's ActivityNet
+  size: 6.82 s, 5.27 s kept; at TACoS's: 20.64 s, 11.84 s kept.
 
 The price: a process's resident memory stays at its peak between batches instead of dropping
 (its peak itself grew by 0-15 % in those measurements).

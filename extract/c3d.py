@@ -183,7 +183,9 @@ def cpu_mode(native_bf16: bool) -> tuple[str, torch.memory_format]:
     bf16 channels_last_3d): Intel Xeon with AMX-bf16 3.42 / 4.22 / 14.47; the same Xeon limited
     to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) 2.53 / 2.74 / -; an AMD EPYC Zen 5 with avx512_bf16 and no
     AMX 3.65 / 4.61 / 9.25, limited to AVX2 2.35 / 2.65 / -; a 2-core AMD EPYC with AVX2 only
-    1.09 / 1.48 / - (measured by hand when issue 11 was filed). bf16 only where it is native: its
+    1.09 / 1.48 / - (measured by hand when issue 11 was filed). Those rates predate keeping freed
+    memory (common/memory.py), which made every mode faster without changing their order (the Xeon:
+    3.37 / 3.83 / 16.81). bf16 only where it is native: its
     features are within 0.5 % of float32's (0.49 % on the Charades clips), and emulated bf16 is
     slower than float32.
     """
