@@ -208,7 +208,10 @@ def _pyav_frames(path, sequence: np.ndarray, needed, geometry: Geometry) -> Iter
     position, index = 0, -1
     # One scaler for the whole video: `frame.to_ndarray(width=...)` builds a new swscale context for
     # every frame, which cost 4.6-8.6 times the decoding and scaling itself (charades.mp4 and a 720p
-    # video, PyAV 18.1); the same scaler gives the same pixels.
+    # video, PyAV 18.1); the same scaler gives the same pixels. Planar RGB (gbrp), which PyAV hands
+    # on as [height, width, 3] RGB: swscale writes it faster than packed rgb24, the same pixels to the
+    # last bit (H.264 4:2:0, 4:4:4 and 10-bit, VP9, MJPEG, RGB sources), and decoding took 5 % less
+    # CPU on charades.mp4 (0.331 -> 0.313 s), 7 % on 720p H.264.
     scaler = VideoReformatter()
     with _open(path) as container:
         stream = container.streams.video[0]
@@ -219,7 +222,7 @@ def _pyav_frames(path, sequence: np.ndarray, needed, geometry: Geometry) -> Iter
                 while position < len(sequence) and sequence[position] == index:  # sample_fps may repeat a frame
                     if small is None and needed(position):
                         rgb = scaler.reformat(
-                            frame, width=geometry.width, height=geometry.height, format="rgb24", interpolation="AREA"
+                            frame, width=geometry.width, height=geometry.height, format="gbrp", interpolation="AREA"
                         ).to_ndarray()  # [height, width, 3]
                         small = geometry.cut(rgb)
                     yield small if needed(position) else None

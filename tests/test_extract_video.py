@@ -29,6 +29,17 @@ def test_clips_are_read_in_bounded_chunks(charades):
     assert chunks[0].shape[1:] == (16, 112, 112, 3) and chunks[0].dtype == np.uint8
 
 
+def test_frames_are_ffmpegs_area_scale_to_rgb_centre_cropped(charades):
+    import av
+
+    with av.open(str(charades)) as container:
+        decoded = [frame for _, frame in zip(range(16), container.decode(video=0), strict=False)]
+    scaled = [f.to_ndarray(format="rgb24", width=171, height=128, interpolation="AREA") for f in decoded]
+    expected = np.stack(scaled)[:, 8:120, 29:141]  # [16, 112, 112, 3], the centre of 128 x 171
+    first_clip = next(decode_clips(charades, FeatureSpec()))[0]
+    np.testing.assert_array_equal(first_clip, expected)  # to the last bit, whatever format swscale writes
+
+
 @pytest.mark.parametrize(
     "spec",
     [FeatureSpec(stride=8), FeatureSpec(stride=40), FeatureSpec(sample_fps=30), FeatureSpec(sample_fps=5)],
