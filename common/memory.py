@@ -43,14 +43,17 @@ MALLOC_SETTINGS = {
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 
 
+def has_glibc() -> bool:
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))  # "glibc 2.36"; absent or None elsewhere
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Set `MALLOC_SETTINGS` in this running process (see the module docstring); True where glibc took
     them. Calling it again changes nothing."""
-    try:
-        glibc = os.confstr("CS_GNU_LIBC_VERSION")  # "glibc 2.36"; absent or None elsewhere
-    except (AttributeError, ValueError, OSError):
-        glibc = None
-    if not glibc:
+    if not has_glibc():
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     taken = [libc.mallopt(parameter, value) for parameter, value in
