@@ -27,20 +27,17 @@ allocating afterwards. Outside glibc (macOS, musl) both do nothing: the allocato
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 _TRIM_NEVER = 2**31 - 1  # the largest value mallopt takes: free memory at the heap's top is kept
 
-# glibc's environment names for the mallopt parameters below (the trailing underscores are theirs).
-MALLOC_SETTINGS = {
-    "MALLOC_MMAP_MAX_": "0",  # no block is mapped on its own: all come from the heap and return to it
-    "MALLOC_TRIM_THRESHOLD_": str(_TRIM_NEVER),
-    "MALLOC_ARENA_MAX": "1",  # one heap for all threads: other arenas cannot grow past 64 MiB
-}
-
-# mallopt's parameter numbers (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+# (glibc's environment name, mallopt's parameter number from malloc.h, value); the trailing underscores are glibc's.
+_SETTINGS = (
+    ("MALLOC_MMAP_MAX_", -4, 0),  # no block is mapped on its own: all come from the heap and return to it
+    ("MALLOC_TRIM_THRESHOLD_", -1, _TRIM_NEVER),
+    ("MALLOC_ARENA_MAX", -8, 1),  # one heap for all threads: other arenas cannot grow past 64 MiB
+)
+MALLOC_SETTINGS = {name: str(value) for name, _, value in _SETTINGS}
 
 
 def has_glibc() -> bool:
@@ -55,7 +52,5 @@ def keep_freed_memory() -> bool:
     them. Calling it again changes nothing."""
     if not has_glibc():
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    taken = [libc.mallopt(parameter, value) for parameter, value in
-             ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _TRIM_NEVER), (_M_ARENA_MAX, 1))]  # fmt: skip
-    return all(taken)  # mallopt returns 1 on success
+    libc = ctypes.CDLL(None)  # the symbols this process already has, glibc's among them
+    return all([libc.mallopt(parameter, value) == 1 for _, parameter, value in _SETTINGS])  # 1: taken; each tried
