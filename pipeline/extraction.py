@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from common import atomic
 from common.errors import InputError, PipelineError
-from common.memory import MALLOC_SETTINGS
+from common.memory import MALLOC_SETTINGS, children_keep_freed_memory
 from extract.c3d import warn_random_c3d
 from extract.extractor import ExtractSettings, extract_video
 from extract.spec import FeatureSpec
@@ -190,15 +190,17 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         else:
             ray_reaper.start()  # if this process is killed (kill -9), nothing of the Ray it starts stays behind
-            ray.init(
-                num_cpus=workers or os.cpu_count(),
-                object_store_memory=settings.object_store_mb * 1024**2,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
+            with children_keep_freed_memory():  # Ray's processes, the workers among them
+                ray.init(
+                    num_cpus=workers or os.cpu_count(),
+                    object_store_memory=settings.object_store_mb * 1024**2,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+    workers_keep_freed_memory = started_here and not address
     try:
-        actors = _start_actors(ray, settings, spec)  # worker -> how many of its videos run at once
+        actors = _start_actors(ray, settings, spec, workers_keep_freed_memory)  # worker -> its videos at once
         first = next(iter(actors))
         log.info(
             f"{ray.get(first.describe.remote())}; {len(actors)} worker(s) on {_alive_nodes(ray)} node(s), "
@@ -282,10 +284,12 @@ def videos_in_flight(cpus: int, gpus: int) -> int:
     return max(2, cpus // gpus - 1) if gpus else cpu_passes(cpus)[0] + 1
 
 
-def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> dict:
+def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec, workers_keep_freed_memory: bool) -> dict:
     """One worker per GPU where the cluster has GPUs (and the device allows them), else one per node, each
     pinned to its node and given that node's CPUs, less an eighth for the decode tasks there, as
-    `cpu_passes`. Returns each worker with the number of videos it runs at once (`videos_in_flight`)."""
+    `cpu_passes`. Returns each worker with the number of videos it runs at once (`videos_in_flight`).
+    A CPU worker's glibc keeps freed memory from its start, for its pass threads too (common/memory.py):
+    set where this process started Ray (`workers_keep_freed_memory`), else through its `runtime_env`."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     actor_class = _actor_class(ray)
@@ -300,8 +304,10 @@ def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec) -> dict:
         place = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         for _ in range(max(gpus, 1)):
             passes, threads = (1, max(1, cpus // gpus)) if gpus else cpu_passes(cpus)
-            # A CPU worker's glibc keeps freed memory from its start, for its pass threads too (common/memory.py).
-            options = {"num_gpus": 1} if gpus else {"runtime_env": {"env_vars": MALLOC_SETTINGS}}
+            if gpus:
+                options = {"num_gpus": 1}
+            else:
+                options = {} if workers_keep_freed_memory else {"runtime_env": {"env_vars": MALLOC_SETTINGS}}
             videos = videos_in_flight(cpus, gpus)
             actor = actor_class.options(scheduling_strategy=place, max_concurrency=videos, **options)
             actors[actor.remote(settings, spec, passes, threads)] = videos
