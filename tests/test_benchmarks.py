@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,18 +11,33 @@ import pytest
 from conftest import REPO
 
 
+# Runs each script as `python SCRIPT --help` would (as __main__, its folder first on sys.path), one after
+# the other in one Python process: each of them imports torch, which then happens once, not once a script.
+HELP = """
+import contextlib, io, json, runpy, sys, traceback
+results = {}
+for path in sys.argv[1:]:
+    sys.argv, sys.path[0] = [path, "--help"], path.rsplit("/", 1)[0]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as exit:
+            code = exit.code or 0
+        except Exception:
+            code = 1
+            traceback.print_exc(file=err)
+    results[path.rsplit("/", 1)[1]] = [code, out.getvalue(), err.getvalue()]
+print(json.dumps(results))
+"""
+
+
 def helps(scripts) -> dict[str, subprocess.CompletedProcess]:
-    """`--help` of each benchmark script, all started at once (each is a Python process that imports torch)."""
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": REPO}
-    started = {
-        script: subprocess.Popen([sys.executable, str(REPO / "benchmarks" / script), "--help"], **pipes)
-        for script in scripts
-    }
-    finished = {}
-    for script, process in started.items():
-        out, err = process.communicate(timeout=300)
-        finished[script] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
-    return finished
+    """`--help` of each benchmark script: its exit code, its output and its errors."""
+    paths = [str(REPO / "benchmarks" / script) for script in scripts]
+    run = subprocess.run([sys.executable, "-c", HELP, *paths], capture_output=True, text=True, cwd=REPO, check=True)
+    results = json.loads(run.stdout)
+    return {script: subprocess.CompletedProcess(script, *results[script]) for script in scripts}
 
 
 def test_the_gpu_script_parses_and_its_python_parts_import():
