@@ -10,7 +10,6 @@ import sys
 import pytest
 from conftest import REPO
 
-
 # Runs each script as `python SCRIPT --help` would (as __main__, its folder first on sys.path), one after
 # the other in one Python process: each of them imports torch, which then happens once, not once a script.
 HELP = """
