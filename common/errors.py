@@ -16,3 +16,11 @@ class PipelineError(Exception):
 
 class InputError(PipelineError, ValueError):
     """Bad input given by the user: a missing file, a corrupt video, an unknown config key..."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """What a library's exception says, for one of our one-line messages: its first non-empty line (torch.load's
+    messages run to a dozen), at most `limit` characters, or its type where it says nothing. For an OSError its
+    own words (FFmpeg's, through PyAV), without the errno and file name that its str() adds."""
+    text = str(getattr(error, "strerror", None) or error)
+    return next((line.strip()[:limit] for line in text.splitlines() if line.strip()), type(error).__name__)

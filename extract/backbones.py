@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import InputError
+from common.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def load_kinetics_weights(model, name: str, path: str | os.PathLike) -> None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated file or one that needs pickled code: refused in one line
-        raise InputError(f"{path}: not a loadable {name} checkpoint ({str(error).splitlines()[0][:200]})") from error
+        raise InputError(f"{path}: not a loadable {name} checkpoint ({first_line(error, 200)})") from error
     state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise InputError(f"{path}: not a {name} checkpoint (no state dict of tensors inside)")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from common.devices import resolve_device
-from common.errors import InputError
+from common.errors import InputError, first_line
 from common.memory import keep_freed_memory
 from extract.spec import RANDOM_WEIGHTS, file_identity
 
@@ -126,7 +126,7 @@ def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a foreign or damaged file raises many types
-        raise InputError(f"{path}: not a loadable state dict ({type(error).__name__}: {error})") from error
+        raise InputError(f"{path}: not a loadable state dict ({type(error).__name__}: {first_line(error)})") from error
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     expected = model.state_dict()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import InputError
+from common.errors import InputError, first_line
 from extract.backbones import KineticsEncoder, backbone
 from extract.c3d import LAYERS, ClipEncoder, file_identity
 from extract.spec import RANDOM_WEIGHTS, FeatureSpec
@@ -130,7 +130,7 @@ def extract_video(
         if features.shape[1] != spec.dim:
             raise ValueError(f"the encoder gives {features.shape[1]}-d features, the spec says {spec.dim}")
     except Exception as error:  # one bad video must not stop the others: recorded and reported at the end
-        record.error = str(error).strip().splitlines()[0][:500] if str(error).strip() else type(error).__name__
+        record.error = first_line(error, 500)
         record.seconds = round(time.time() - started, 2)
         return None, record
     record.status, record.clips = "ok", len(features)

@@ -43,7 +43,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from common.errors import InputError
+from common.errors import InputError, first_line
 from extract.backbones import backbone
 from extract.spec import FeatureSpec
 
@@ -85,17 +85,11 @@ def _open(path: str | os.PathLike):
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as error:
-        raise VideoError(f"{path}: cannot decode ({_first_line(error)})") from error
+        raise VideoError(f"{path}: cannot decode ({first_line(error)})") from error
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: cannot decode (no video stream)")
     return container
-
-
-def _first_line(error: Exception) -> str:
-    # FFmpeg's own words, without the errno and file name that str() of a PyAV error adds.
-    text = str(getattr(error, "strerror", None) or error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
 
 
 def probe(path: str | os.PathLike, decoder: str = "pyav") -> VideoInfo:
@@ -117,7 +111,7 @@ def probe(path: str | os.PathLike, decoder: str = "pyav") -> VideoInfo:
                 times.append(packet.pts)
                 last_length = float(packet.duration * packet.time_base) if packet.duration else 0.0
         except av.FFmpegError as error:
-            raise VideoError(f"{path}: cannot decode ({_first_line(error)})") from error
+            raise VideoError(f"{path}: cannot decode ({first_line(error)})") from error
         if not times:
             raise VideoError(f"{path}: the video has no frames")
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -144,7 +138,7 @@ def _decord_reader(path: str | os.PathLike, width: int = -1, height: int = -1):
     try:
         return decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=1)
     except (decord.DECORDError, RuntimeError) as error:
-        raise VideoError(f"{path}: cannot decode ({_first_line(error)})") from error
+        raise VideoError(f"{path}: cannot decode ({first_line(error)})") from error
 
 
 def _probe_decord(path: str | os.PathLike) -> VideoInfo:
@@ -156,7 +150,7 @@ def _probe_decord(path: str | os.PathLike) -> VideoInfo:
         spans = reader.get_frame_timestamp(range(count))  # [count, 2]: each frame's start and end, seconds
         height, width = reader[0].shape[:2]
     except Exception as error:  # decord raises its own DECORDError and plain RuntimeErrors
-        raise VideoError(f"{path}: cannot decode ({_first_line(error)})") from error
+        raise VideoError(f"{path}: cannot decode ({first_line(error)})") from error
     starts = np.asarray(spans[:, 0], dtype=np.float64)
     order = np.argsort(starts, kind="stable")
     timestamps = starts[order] - starts[order[0]]
@@ -230,7 +224,7 @@ def _pyav_frames(path, sequence: np.ndarray, needed, geometry: Geometry) -> Iter
                 if position == len(sequence):
                     return
         except av.FFmpegError as error:
-            raise VideoError(f"{path}: decoding failed at frame {index + 1} ({_first_line(error)})") from error
+            raise VideoError(f"{path}: decoding failed at frame {index + 1} ({first_line(error)})") from error
 
 
 def _decord_frames(path, sequence: np.ndarray, needed, geometry: Geometry, chunk: int) -> Iterator[np.ndarray | None]:
@@ -244,7 +238,7 @@ def _decord_frames(path, sequence: np.ndarray, needed, geometry: Geometry, chunk
             batch = reader.get_batch(wanted).asnumpy() if wanted else []  # [len(wanted), height, width, 3]
             reader.seek(0)  # stops the reader's read-ahead from holding the rest of the file (benchmarks/decode.py)
         except Exception as error:  # decord raises its own DECORDError and plain RuntimeErrors
-            raise VideoError(f"{path}: decoding failed near frame {wanted[0] + 1} ({_first_line(error)})") from error
+            raise VideoError(f"{path}: decoding failed near frame {wanted[0] + 1} ({first_line(error)})") from error
         frames = {index: geometry.cut(frame) for index, frame in zip(wanted, batch, strict=True)}
         for position in positions:
             yield frames[min(int(sequence[position]), last)] if needed(position) else None

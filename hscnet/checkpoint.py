@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from common.atomic import atomic_path
-from common.errors import InputError
+from common.errors import InputError, first_line
 from extract.spec import FeatureSpec
 from extract.text import Vocabulary
 from hscnet.config import Config, config_from_dict
@@ -41,8 +41,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged or foreign file
-        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")[:300]
-        raise InputError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {first})") from error
+        raise InputError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {first_line(error)})") from error
     found = content.get("format") if isinstance(content, dict) else None
     if found == "hscnet-checkpoint/1":
         raise InputError(
