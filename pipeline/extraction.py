@@ -30,6 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -201,11 +202,6 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
     workers_keep_freed_memory = started_here and not address
     try:
         actors = _start_actors(ray, settings, spec, workers_keep_freed_memory)  # worker -> its videos at once
-        first = next(iter(actors))
-        log.info(
-            f"{ray.get(first.describe.remote())}; {len(actors)} worker(s) on {_alive_nodes(ray)} node(s), "
-            f"videos at a time per worker: {', '.join(str(n) for n in sorted(set(actors.values())))}"
-        )
         queue = collections.deque(todo)
         pending: dict = {}  # object ref -> (actor, (path, video id))
         lost: collections.Counter = collections.Counter()  # video id -> workers lost while it ran
@@ -216,7 +212,15 @@ def _with_ray(todo, settings: ExtractSettings, spec: FeatureSpec, workers: int |
                     item = queue.popleft()
                     pending[actor.extract.remote(str(item[0]), item[1])] = (actor, item)
 
-        fill()
+        fill()  # before the backbone is built: the first videos are decoded meanwhile
+        try:
+            described = ray.get(next(iter(actors)).describe.remote())
+        except errors.RayTaskError as error:
+            raise (error.cause or error) from None  # damaged weights: the InputError that names the file
+        log.info(
+            f"{described}; {len(actors)} worker(s) on {_alive_nodes(ray)} node(s), "
+            f"videos at a time per worker: {', '.join(str(n) for n in sorted(set(actors.values())))}"
+        )
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             actor, (path, video_id) = pending.pop(done[0])
@@ -309,7 +313,7 @@ def _start_actors(ray, settings: ExtractSettings, spec: FeatureSpec, workers_kee
             else:
                 options = {} if workers_keep_freed_memory else {"runtime_env": {"env_vars": MALLOC_SETTINGS}}
             videos = videos_in_flight(cpus, gpus)
-            actor = actor_class.options(scheduling_strategy=place, max_concurrency=videos, **options)
+            actor = actor_class.options(scheduling_strategy=place, max_concurrency=videos + 1, **options)
             actors[actor.remote(settings, spec, passes, threads)] = videos
     return actors
 
@@ -323,30 +327,41 @@ def _actor_class(ray):
         """Ray streaming task: the video's clips, a chunk at a time."""
         yield from decode_clips(path, spec, info, decoder=decoder)
 
-    @ray.remote(num_cpus=0)  # max_concurrency: videos_in_flight, set where it starts
+    @ray.remote(num_cpus=0)  # max_concurrency: videos_in_flight and one for describe, set where it starts
     class EncoderWorker:
         def __init__(self, settings: ExtractSettings, spec: FeatureSpec, passes: int, threads: int):
             import torch
 
             torch.set_num_threads(threads)  # per pass: each calling thread runs its own team of these
             self.spec, self.decoder = spec, settings.decoder
-            self.encoder = settings.encoder()
             self.passes = passes
             self.model_slots = threading.Semaphore(passes)  # the forward pass holds no state: it may run twice at once
             self.node = ray.get_runtime_context().get_node_id()
             self.node_name = f"{socket.gethostname()}/{self.node[:12]}"  # hosts of a local test cluster share a name
+            # The backbone is built in a thread of its own, so that an error in building it (a damaged weights
+            # file) reaches the driver as itself through `describe`, not as Ray's ActorDiedError around a
+            # 60-line traceback; and so that the first videos are probed and decoded meanwhile. That overlap
+            # gained little on 2 cores (10 copies, 3 pairs: 22.7 s against 23.1 s a run, the Xeon with AMX),
+            # where Ray's own processes are starting too; running a batch of blank clips there first to warm
+            # oneDNN's kernels made the run 1 s slower, so the first real batch warms them.
+            loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-backbone")
+            self.loading = loader.submit(settings.encoder)
+            loader.shutdown(wait=False)
 
         def describe(self) -> str:
+            """What runs where, once the backbone is built; the error of building it raised here."""
             import torch
 
+            encoder = self.loading.result()
             kept = all(os.environ.get(name) == value for name, value in MALLOC_SETTINGS.items())
             memory = ", glibc keeping freed memory" if kept else ""
             threads = torch.get_num_threads()
-            return f"{self.encoder.describe()}; {self.passes} pass(es) at once of {threads} thread(s){memory}"
+            return f"{encoder.describe()}; {self.passes} pass(es) at once of {threads} thread(s){memory}"
 
         def encode(self, clips: np.ndarray) -> np.ndarray:
+            encoder = self.loading.result()
             with self.model_slots:
-                return self.encoder.encode(clips)
+                return encoder.encode(clips)
 
         def extract(self, path: str, video_id: str):
             stream = None

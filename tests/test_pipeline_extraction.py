@@ -54,6 +54,20 @@ def test_ray_extraction_records_failures_resumes_and_matches_the_plain_function(
         run_extraction(videos, tmp_path / "store", ExtractSettings(stride=8), use_ray=False)
 
 
+def test_damaged_weights_stop_a_ray_extraction_with_the_error_that_names_them(tmp_path, ray_session):
+    """The worker builds C3D after it started: its error must reach the driver as itself, not as Ray's."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "grey.mp4", solid_frames(16, (90, 90, 90)), fps=10)
+    weights = tmp_path / "c3d.pickle"
+    weights.write_bytes(b"\x80\x04not a pickle")
+    with pytest.raises(InputError, match=r"c3d\.pickle: not a loadable state dict \(UnpicklingError: ") as caught:
+        run_extraction(videos, tmp_path / "store", ExtractSettings(weights=str(weights)), progress=False)
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+    store = FeatureStore(tmp_path / "store")
+    assert store.records() == {} and store.ids() == set()
+
+
 def test_two_videos_with_the_same_name_are_refused(tmp_path):
     for folder in ["a", "b"]:
         (tmp_path / folder).mkdir()
