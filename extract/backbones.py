@@ -20,13 +20,16 @@ this torch; nothing may be downloaded). Frames are scaled and centre-cropped by 
 user's Kinetics-400 `.pyth` files of the model zoo, read with `weights_only=True` and their keys
 checked; without them a seeded random network runs, loudly, as a random C3D does.
 
-This module declares the backbones without importing torch: decoding needs only the frame sizes.
+This module declares the backbones without importing torch: decoding needs only the frame sizes, and
+bin/extract's own process (which plans and writes while Ray's workers run the networks) only these
+declarations, C3D's layers and the warning that a network is random.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +66,7 @@ class Backbone:
         return max(self.crop, round(width * self.short_side / height)), self.short_side
 
 
+C3D_LAYERS = {"pool5": 8192, "fc6": 4096, "fc7": 4096}  # C3D's feature layers (after their ReLU) and sizes
 C3D_BACKBONE = Backbone("c3d", clip_len=16, sample_fps=0.0, layer="fc6", dim=4096, crop=112, resize=(128, 171))
 BACKBONES = {
     "c3d": C3D_BACKBONE,
@@ -79,6 +83,21 @@ def backbone(name: str) -> Backbone:
     if name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r}: use one of {', '.join(BACKBONES)}")
     return BACKBONES[name]
+
+
+_warned_random = threading.Event()
+
+
+def warn_random_c3d(seed: int = 0) -> None:
+    """Say loudly, once per process, that the features come from an untrained C3D."""
+    if not _warned_random.is_set():
+        _warned_random.set()
+        log.warning(
+            "WARNING: no C3D weights given (--weights c3d.pickle): using a RANDOM C3D (seed %d). Its features "
+            "separate colour and motion but are not the paper's Sports-1M features; they are recorded as "
+            'weights "random" in the manifest.',
+            seed,
+        )
 
 
 def build_kinetics_model(name: str):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +26,11 @@ from torch import nn
 from common.devices import resolve_device
 from common.errors import InputError, first_line
 from common.memory import keep_freed_memory
+from extract.backbones import C3D_LAYERS, warn_random_c3d
 from extract.spec import RANDOM_WEIGHTS, file_identity
 
 log = logging.getLogger(__name__)
 
-LAYERS = {"pool5": 8192, "fc6": 4096, "fc7": 4096}
 BGR_MEAN = (90.25164677347574, 97.65700354418385, 101.4083346052324)
 LAYOUTS = {"auto": None, "contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
 
@@ -52,7 +51,7 @@ class C3D(nn.Module):
         self.fc6, self.fc7, self.fc8 = nn.Linear(8192, 4096), nn.Linear(4096, 4096), nn.Linear(4096, 487)
 
     def forward(self, clips: torch.Tensor, layer: str = "fc6") -> torch.Tensor:
-        """clips [N, 3, 16, 112, 112] (BGR, mean subtracted) -> features [N, LAYERS[layer]]."""
+        """clips [N, 3, 16, 112, 112] (BGR, mean subtracted) -> features [N, C3D_LAYERS[layer]]."""
         # In-place ReLU: C3D only runs inference here, and a convolution's output is dead once
         # rectified, so this halves the transient memory of the large early layers.
         x = self.pool1(torch.relu_(self.conv1(clips)))
@@ -86,21 +85,6 @@ def load_pca(path: str | os.PathLike, dims: int, input_dim: int) -> tuple[np.nda
             f"{path}: U {basis.shape} and x_mean {mean.shape} do not project {input_dim}-d features to {dims}"
         )
     return mean, basis[:, :dims]
-
-
-_warned_random = threading.Event()
-
-
-def warn_random_c3d(seed: int = 0) -> None:
-    """Say loudly, once per process, that the features come from an untrained C3D."""
-    if not _warned_random.is_set():
-        _warned_random.set()
-        log.warning(
-            "WARNING: no C3D weights given (--weights c3d.pickle): using a RANDOM C3D (seed %d). Its features "
-            "separate colour and motion but are not the paper's Sports-1M features; they are recorded as "
-            'weights "random" in the manifest.',
-            seed,
-        )
 
 
 def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str]:
@@ -215,11 +199,11 @@ class ClipEncoder:
         seed: int = 0,
         layout: str = "auto",
     ):
-        if layer not in LAYERS:
-            raise InputError(f"unknown C3D layer {layer!r}: use one of {', '.join(LAYERS)}")
+        if layer not in C3D_LAYERS:
+            raise InputError(f"unknown C3D layer {layer!r}: use one of {', '.join(C3D_LAYERS)}")
         self.device = resolve_device(device)
         self.layer, self.batch_size = layer, batch_size
-        self.dim = LAYERS[layer]
+        self.dim = C3D_LAYERS[layer]
         model, self.weights = load_c3d(weights, seed)
         if precision not in {"auto", "fp32", "bf16", "fp16"}:
             raise InputError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")

@@ -14,15 +14,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.errors import InputError, first_line
-from extract.backbones import KineticsEncoder, backbone
-from extract.c3d import LAYERS, ClipEncoder, file_identity
-from extract.spec import RANDOM_WEIGHTS, FeatureSpec
+from extract.backbones import C3D_LAYERS, KineticsEncoder, backbone
+from extract.spec import RANDOM_WEIGHTS, FeatureSpec, file_identity
 from extract.store import ManifestRecord
 from extract.video import DECODERS, VideoInfo, decode_clips, probe
+
+if TYPE_CHECKING:
+    from extract.c3d import ClipEncoder
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,8 @@ class ExtractSettings:
         if self.pca and not Path(self.pca).is_file():
             raise InputError(f"{self.pca}: PCA file not found")
         if declared.name == "c3d":
-            if self.layer and self.layer not in LAYERS:
-                raise InputError(f"unknown C3D layer {self.layer!r}: use one of {', '.join(LAYERS)}")
+            if self.layer and self.layer not in C3D_LAYERS:
+                raise InputError(f"unknown C3D layer {self.layer!r}: use one of {', '.join(C3D_LAYERS)}")
             return
         if self.clip_len and self.clip_len != declared.clip_len:
             raise InputError(f"{self.backbone} takes clips of {declared.clip_len} frames, not {self.clip_len}")
@@ -76,12 +79,13 @@ class ExtractSettings:
             layer=layer,
             weights=file_identity(self.weights) if self.weights else RANDOM_WEIGHTS,
             pca=f"{file_identity(self.pca)} to {self.pca_dims}" if self.pca else "",
-            dim=self.pca_dims if self.pca else LAYERS[layer] if declared.name == "c3d" else declared.dim,
+            dim=self.pca_dims if self.pca else C3D_LAYERS[layer] if declared.name == "c3d" else declared.dim,
             dtype=self.dtype,
         )
 
     def encoder(self, layout: str = "auto") -> ClipEncoder | KineticsEncoder:
         """The backbone these settings run; `layout` overrides C3D's memory layout (benchmarks compare them)."""
+        from extract.c3d import ClipEncoder  # torch, imported where a network runs: bin/extract's driver only plans
         if self.backbone != "c3d":
             return KineticsEncoder(
                 name=self.backbone,

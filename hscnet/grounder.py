@@ -28,8 +28,8 @@ import torch
 
 from common.devices import resolve_device
 from common.errors import InputError
-from extract.backbones import BACKBONES
-from extract.c3d import LAYERS, load_c3d, load_pca
+from extract.backbones import BACKBONES, C3D_LAYERS
+from extract.c3d import load_c3d, load_pca
 from extract.extractor import ExtractSettings, extract_video
 from extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
 from extract.store import video_id_for
@@ -122,7 +122,7 @@ def _released_activitynet_settings(checkpoint: str, weights: str | None, pca: st
     if not has_layout:
         raise InputError(f"{pca}: not the official ActivityNet PCA file (data/U, data/S and data/x_mean)")
     spec = RELEASED_ACTIVITYNET
-    load_pca(pca, spec.dim, LAYERS[spec.layer])  # U [4096, >= 500], x_mean [4096], or a one-line refusal
+    load_pca(pca, spec.dim, C3D_LAYERS[spec.layer])  # U [4096, >= 500], x_mean [4096], or a one-line refusal
     return ExtractSettings(
         clip_len=spec.clip_len,
         stride=spec.stride,

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from common import atomic
 from common.errors import InputError, PipelineError
 from common.memory import MALLOC_SETTINGS, children_keep_freed_memory
-from extract.c3d import warn_random_c3d
+from extract.backbones import warn_random_c3d
 from extract.extractor import ExtractSettings, extract_video
 from extract.spec import FeatureSpec
 from extract.store import MANIFEST, FeatureStore, ManifestRecord, video_id_for

@@ -9,7 +9,8 @@ from conftest import solid_frames
 
 from common.errors import InputError
 from extract import c3d
-from extract.c3d import C3D, LAYERS, cpu_has_native_bf16, load_c3d
+from extract.backbones import C3D_LAYERS
+from extract.c3d import C3D, cpu_has_native_bf16, load_c3d
 from extract.extractor import ExtractSettings
 from extract.spec import FeatureSpec
 from extract.store import FeatureStore
@@ -62,7 +63,7 @@ def test_bf16_channels_last_matches_float32_within_about_half_a_percent(charades
     bf16 = ExtractSettings(precision="bf16", device="cpu").encoder().encode(clips)
     assert ExtractSettings(device="cpu").encoder().precision == "bf16"  # where bf16 is native, auto picks it
     assert np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32) < 0.005  # 0.49 % measured
-    for layer, dim in LAYERS.items():
+    for layer, dim in C3D_LAYERS.items():
         assert ExtractSettings(layer=layer, device="cpu").encoder().encode(clips[:1]).shape == (1, dim)
 
 
