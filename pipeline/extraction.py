@@ -340,10 +340,8 @@ def _actor_class(ray):
             self.node_name = f"{socket.gethostname()}/{self.node[:12]}"  # hosts of a local test cluster share a name
             # The backbone is built in a thread of its own, so that an error in building it (a damaged weights
             # file) reaches the driver as itself through `describe`, not as Ray's ActorDiedError around a
-            # 60-line traceback; and so that the first videos are probed and decoded meanwhile. That overlap
-            # gained little on 2 cores (10 copies, 3 pairs: 22.7 s against 23.1 s a run, the Xeon with AMX),
-            # where Ray's own processes are starting too; running a batch of blank clips there first to warm
-            # oneDNN's kernels made the run 1 s slower, so the first real batch warms them.
+            # 60-line traceback. The first videos are probed and decoded meanwhile, which on 2 cores saved no
+            # measurable time (their start is CPU-bound); a warm-up batch of blank clips cost 1 s a run.
             loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-backbone")
             self.loading = loader.submit(settings.encoder)
             loader.shutdown(wait=False)
