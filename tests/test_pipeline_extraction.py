@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from conftest import REPO, solid_frames, threads_of_a_worker_pass
 from common.errors import InputError
 from extract.extractor import ExtractSettings, extract_video
 from extract.store import FeatureStore
-from pipeline.extraction import cpu_passes, extract_command, run_extraction, videos_in_flight
+from pipeline.extraction import ForwardPasses, cpu_passes, extract_command, run_extraction, videos_in_flight
 from pipeline.synthetic import write_video
 
 
@@ -148,3 +149,34 @@ def test_a_gpu_worker_decodes_as_many_videos_as_its_cores_allow():
     assert videos_in_flight(cpus=16, gpus=1) == 15  # decoding bounds a GPU worker: a core per video, one feeds it
     assert videos_in_flight(cpus=96, gpus=8) == 11
     assert videos_in_flight(cpus=2, gpus=1) == 2
+
+
+def test_a_chunk_takes_every_idle_pass_and_keeps_each_clips_features(charades):
+    """One video alone must not run on half of a worker's cores; its features stay those of one pass."""
+    from extract.video import decode_clips
+
+    settings = ExtractSettings(batch_size=1)
+    clips = next(decode_clips(charades, settings.spec()))[:3]  # [3, 16, 112, 112, 3]: 3 batches
+    passes = ForwardPasses(2)
+    ran: list[tuple[str, int]] = []  # (thread, clips) of every part
+    with threads_of_a_worker_pass(node_cpus=2):
+        encoder = settings.encoder()
+
+        def encode(part: np.ndarray) -> np.ndarray:
+            ran.append((threading.current_thread().name, len(part)))
+            return encoder.encode(part)
+
+        alone = passes.run(encode, clips, settings.batch_size)
+        assert sorted(size for _, size in ran) == [1, 2] and len({thread for thread, _ in ran}) == 2
+        ran.clear()
+        with passes.idle:  # the other pass is busy with another video's chunk
+            beside_another = passes.run(encode, clips, settings.batch_size)
+        assert ran == [(threading.current_thread().name, 3)]
+        ran.clear()
+        with passes.video(), passes.video():  # two videos share the passes: each chunk keeps to one
+            beside_a_video = passes.run(encode, clips, settings.batch_size)
+        assert ran == [(threading.current_thread().name, 3)]
+        one_pass = encoder.encode(clips)
+    np.testing.assert_array_equal(alone, one_pass)
+    np.testing.assert_array_equal(beside_another, one_pass)
+    np.testing.assert_array_equal(beside_a_video, one_pass)
