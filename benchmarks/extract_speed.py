@@ -1,6 +1,6 @@
 """Extraction speed and memory: the whole pipeline beside the best C3D rate this CPU offers.
 
-Run: .venv/bin/python benchmarks/extract_speed.py [--copies N] [--skip-memory] [--device cpu|cuda]
+Run: .venv/bin/python benchmarks/extract_speed.py [--minutes M | --copies N] [--skip-memory] [--device cpu|cuda]
                                                 [--backbone c3d|x3d_m|slowfast_r50|r2plus1d_r50] [--seconds S]
 
 With `--backbone` another network is timed the same way (its precisions; layouts are C3D's), and
@@ -18,8 +18,11 @@ extraction worker runs it, two forward passes at once of half the threads each
 (`pipeline.extraction.cpu_passes`); and clips/s of the whole bin/extract pipeline (Ray start-up
 included). The last line is the pipeline's rate over the best of those C3D rates (target: at
 least 0.85 on 2 cores, on either kind of CPU: decoding hidden behind compute).
-Ray's start-up and shutdown cost about 6 s once per run whatever its size; 60 copies (1680
-clips) keep that share nearer a real run's, where thousands of videos share it.
+Ray's start-up and shutdown cost about 6 s once per run whatever its size, so the run is sized by
+time, not by a count of videos: as many copies as the best C3D rate would take `--minutes` (3)
+to encode, which on every CPU keeps that share about the same, nearer a real run's, where
+thousands of videos share it. A fixed 60 copies (1680 clips) took 100 s on the AMX Xeon and
+19 minutes on a 2-core CPU without bf16.
 
 Memory: the peak resident memory of extracting a 10-minute 720p H.264 video, beside a 2-minute
 one of the same kind, each in a fresh process (target: under 2 GiB, not growing with length).
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -48,6 +52,7 @@ from extract.video import decode_clips, probe
 from pipeline.extraction import cpu_passes, run_extraction
 
 REPO = Path(__file__).resolve().parents[1]
+DECODE_COPIES = 20  # decoding alone is timed on at most this many copies: a rate, steady after a few
 
 # VmHWM, not ru_maxrss: Linux carries the parent's resident size at fork into the child's ru_maxrss
 # across exec, so ru_maxrss reported this script's own size (1.80 GiB) instead of the extraction's.
@@ -192,7 +197,9 @@ def measure_memory(video: Path, device: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=60, help="copies of the Charades video (28 clips each)")
+    sized = "copies of the Charades video, 28 clips each (default: as many as --minutes of C3D at its best rate)"
+    parser.add_argument("--copies", type=int, default=0, help=sized)
+    parser.add_argument("--minutes", type=float, default=3.0, help="the pipeline's work, in minutes of C3D alone")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10-minute 720p memory measurement")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sample-clips", type=int, default=96, help="clips each C3D mode is timed on (default 96)")
@@ -211,17 +218,11 @@ def main() -> None:
     try:
         if args.seconds > 0:
             source = first_seconds(source, args.seconds, work / source.name)
-        videos = work / "videos"
-        videos.mkdir()
-        for index in range(args.copies):
-            shutil.copy(source, videos / f"charades_{index:03d}.mp4")
         info = probe(source)
-
         started = time.perf_counter()
-        total = sum(len(chunk) for path in sorted(videos.iterdir()) for chunk in decode_clips(path, spec))
-        decode_seconds = time.perf_counter() - started
-        frames = args.copies * info.num_frames
-        sample = np.concatenate(list(decode_clips(source, spec)))[: args.sample_clips]
+        per_copy = np.concatenate(list(decode_clips(source, spec)))  # [clips, ...] of one copy
+        decode_bound = len(per_copy) / (time.perf_counter() - started) * (os.cpu_count() or 1)  # on a GPU
+        sample = per_copy[: args.sample_clips]
 
         chosen = settings.encoder()
         print(
@@ -239,14 +240,28 @@ def main() -> None:
         print(f"best: {best} ({rates[best]:.2f} clips/s); the encoder picks {picked} by itself")
         model_rate = rates[best]
 
+        expected = min(model_rate, decode_bound)  # clips/s, what bounds the pipeline
+        copies = args.copies or max(2, math.ceil(args.minutes * 60 * expected / len(per_copy)))
+        videos = work / "videos"
+        videos.mkdir()
+        for index in range(copies):
+            shutil.copy(source, videos / f"charades_{index:03d}.mp4")
+        started = time.perf_counter()
+        timed = sorted(videos.iterdir())[:DECODE_COPIES]
+        decoded = sum(len(chunk) for path in timed for chunk in decode_clips(path, spec))
+        decode_seconds = time.perf_counter() - started
+        frames = len(timed) * info.num_frames
+
         started = time.perf_counter()
         summary = run_extraction(videos, work / "features", settings, progress=False)
         pipeline_seconds = time.perf_counter() - started
         assert not summary.failed, summary.report()
         pipeline_rate = summary.clips / pipeline_seconds
         shape = f"{info.width}x{info.height}, {info.fps:.2f} fps, {info.num_frames} frames"
-        print(f"{args.copies} copies of {source.name} ({shape}): {total} clips, {network} batch {settings.batch_size}")
-        print(f"decoding alone: {frames / decode_seconds:,.0f} frames/s ({total / decode_seconds:.1f} clips/s)")
+        size = "" if args.copies else f"; {args.minutes:g} minutes' work at {expected:.2f} clips/s"
+        batch = f"{network} batch {settings.batch_size}"
+        print(f"{copies} copies of {source.name} ({shape}{size}): {summary.clips} clips, {batch}")
+        print(f"decoding alone: {frames / decode_seconds:,.0f} frames/s ({decoded / decode_seconds:.1f} clips/s)")
         print(f"bin/extract pipeline (Ray start-up included): {pipeline_rate:.2f} clips/s, {pipeline_seconds:.1f} s")
         if not args.skip_memory:
             minute = one_minute_720p(work / "minute.mp4")
