@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.extractor import ExtractSettings
+from extract.settings import ExtractSettings
 
 REPO = Path(__file__).resolve().parents[1]
 CHARADES = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data")) / "videos" / "charades.mp4"
@@ -92,8 +92,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, default=10, help="length of the generated 720p video")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds of simulated C3D work per chunk of 32 clips")
-    parser.add_argument("--decord-variants", action="store_true",
-                        help="also the peak memory of decord read four ways on the 720p video (slow: pauses)")
+    parser.add_argument(
+        "--decord-variants",
+        action="store_true",
+        help="also the peak memory of decord read four ways on the 720p video (slow: pauses)",
+    )
     args = parser.parse_args()
     from extract_speed import cpu_name, long_video, one_minute_720p  # benchmarks/ is this script's folder
 

@@ -13,9 +13,9 @@ not), then, in one run, on N copies of the real Charades video of ../shared/data
 decoding alone (PyAV, as extraction reads); clips/s of the C3D forward
 alone in every precision and layout this device runs (float32 contiguous and channels_last_3d,
 and bf16 where it is native; fp16 and float32 on CUDA), each on the same decoded clips,
-alternating, and which of them `ClipEncoder` picks by itself; on CPU that one again as the
+alternating, and which of them `C3DEncoder` picks by itself; on CPU that one again as the
 extraction worker runs it, two forward passes at once of half the threads each
-(`pipeline.extraction.cpu_passes`); and clips/s of the whole bin/extract pipeline (Ray start-up
+(`pipeline.passes.cpu_passes`); and clips/s of the whole bin/extract pipeline (Ray start-up
 included). The last line is the pipeline's rate over the best of those C3D rates (target: at
 least 0.85 on 2 cores, on either kind of CPU: decoding hidden behind compute).
 Ray's start-up and shutdown cost about 6 s once per run whatever its size, so the run is sized by
@@ -45,11 +45,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from layouts import encoder_in_layout
 
-from extract.c3d import cpu_has_native_bf16
-from extract.extractor import ExtractSettings
+from extract.encoders import build_encoder
+from extract.precision import cpu_has_native_bf16
+from extract.settings import ExtractSettings
 from extract.video import decode_clips, probe
-from pipeline.extraction import cpu_passes, run_extraction
+from pipeline.extraction import run_extraction
+from pipeline.passes import cpu_passes
 
 REPO = Path(__file__).resolve().parents[1]
 DECODE_COPIES = 20  # decoding alone is timed on at most this many copies: a rate, steady after a few
@@ -58,10 +61,11 @@ DECODE_COPIES = 20  # decoding alone is timed on at most this many copies: a rat
 # across exec, so ru_maxrss reported this script's own size (1.80 GiB) instead of the extraction's.
 MEASURE = """
 import json, sys, time
-from extract.extractor import ExtractSettings, extract_video
+from extract.extractor import extract_video
+from extract.settings import ExtractSettings
 settings = ExtractSettings(device=sys.argv[2])
 started = time.time()
-features, record = extract_video(sys.argv[1], "v", settings.encoder().encode, settings.spec())
+features, record = extract_video(sys.argv[1], "v", build_encoder(settings).encode, settings.spec())
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 peak = int(status["VmHWM"].split()[0]) * 1024
 print(json.dumps({"clips": record.clips, "status": record.status, "seconds": time.time() - started, "peak": peak}))
@@ -93,7 +97,7 @@ def layout_name(encoder) -> str:
 
 
 def in_passes(encoder, passes: int, threads: int):
-    """`encoder.encode` as a CPU worker runs it (pipeline.extraction.cpu_passes): the clips split among
+    """`encoder.encode` as a CPU worker runs it (pipeline.passes.cpu_passes): the clips split among
     `passes` Python threads that each run the network on `threads` torch threads.
 
     Fresh threads, not `ForwardPasses`, whose first part runs on the calling thread: here that is the
@@ -123,7 +127,7 @@ def c3d_rates(pairs, clips: np.ndarray, picked, rounds: int = 3, backbone: str =
     device, batch_size = str(picked.device), picked.batch_size
     settings = ExtractSettings(batch_size=batch_size, device=device, backbone=backbone)
     encoders = {
-        f"{precision} {layout}": replace(settings, precision=precision).encoder(layout).encode
+        f"{precision} {layout}": encoder_in_layout(replace(settings, precision=precision), layout).encode
         for precision, layout in pairs
     }
     passes, threads = cpu_passes(os.cpu_count() or 1)
@@ -228,7 +232,7 @@ def main() -> None:
         decode_bound = len(per_copy) / (time.perf_counter() - started) * (os.cpu_count() or 1)  # on a GPU
         sample = per_copy[: args.sample_clips]
 
-        chosen = settings.encoder()
+        chosen = build_encoder(settings)
         print(
             f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch capability {torch.backends.cpu.get_cpu_capability()}, "
             f"native bf16 {'yes' if cpu_has_native_bf16() else 'no'}; {chosen.describe()}"

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from layouts import encoder_in_layout
 
-from extract.c3d import ClipEncoder
-from extract.extractor import ExtractSettings
+from extract.c3d import C3DEncoder
+from extract.settings import ExtractSettings
 from extract.spec import FeatureSpec
 from extract.video import decode_clips
 
@@ -100,7 +101,7 @@ def chunks_of(path: str) -> list[np.ndarray]:
     return list(decode_clips(path, FeatureSpec()))
 
 
-def c3d_rate(encoder: ClipEncoder, clips: np.ndarray, rounds: int = 3) -> float:
+def c3d_rate(encoder: C3DEncoder, clips: np.ndarray, rounds: int = 3) -> float:
     encoder.encode(clips[: encoder.batch_size])
     best = float("inf")
     for _ in range(rounds):
@@ -143,7 +144,7 @@ def main() -> None:
         rates, encoders = {}, {}
         settings = ExtractSettings(device=args.device, batch_size=args.batch_size)
         for precision, layout in precisions:
-            encoder = replace(settings, precision=precision).encoder(layout)
+            encoder = encoder_in_layout(replace(settings, precision=precision), layout)
             name = f"{encoder.precision} {layout}"
             rates[name], encoders[name] = c3d_rate(encoder, sample), encoder
             print(f"C3D alone, {name}: {rates[name]:.1f} clips/s")

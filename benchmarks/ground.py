@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.encoders import build_encoder
 from extract.extractor import extract_video
 from extract.store import video_id_for
 from hscnet.checkpoint import load_model
@@ -79,7 +80,7 @@ def main() -> None:
 
     trained = load_model(args.checkpoint)
     settings = extraction_settings(trained.feature_spec, args.checkpoint, None, None, "cpu")
-    encoder = settings.encoder()
+    encoder = build_encoder(settings)
     started = time.perf_counter()
     _, record = extract_video(video, video_id_for(video), encoder.encode, settings.spec())
     extract_seconds = time.perf_counter() - started

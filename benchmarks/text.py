@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from extract.text import english, parse_paragraph
+from hscnet.text import english, parse_paragraph
 
 REPO = Path(__file__).resolve().parents[1]
 

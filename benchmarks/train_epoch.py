@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 from common.memory import keep_freed_memory
-from extract.text import Vocabulary, load_word_vectors
 from hscnet.annotations import load_paragraphs
 from hscnet.config import load_config
 from hscnet.data import EpochSampler, loader_workers, make_loader, tokenize_paragraphs
 from hscnet.features import open_features
 from hscnet.losses import total_loss
 from hscnet.model import build_model
+from hscnet.text import Vocabulary, load_word_vectors
 from hscnet.train import training_set
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,13 @@ from torch import nn
 from common.devices import resolve_device
 from common.errors import InputError, first_line
 from common.memory import keep_freed_memory
-from extract.backbones import C3D_LAYERS, warn_random_c3d
+from extract.backbones import C3D_LAYERS, warn_random_weights
+from extract.precision import choose_precision
 from extract.spec import RANDOM_WEIGHTS, file_identity
 
 log = logging.getLogger(__name__)
 
 BGR_MEAN = (90.25164677347574, 97.65700354418385, 101.4083346052324)
-LAYOUTS = {"auto": None, "contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
 
 
 class C3D(nn.Module):
@@ -66,9 +67,17 @@ class C3D(nn.Module):
         return x if layer == "fc6" else torch.relu(self.fc7(x))
 
 
-def load_pca(path: str | os.PathLike, dims: int, input_dim: int) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Projection:
+    """A PCA projection of features: (x - mean) @ basis."""
+
+    mean: np.ndarray  # [D]
+    basis: np.ndarray  # [D, k]
+
+
+def load_pca(path: str | os.PathLike, dims: int, input_dim: int) -> Projection:
     """The official ActivityNet PCA file (datasets data/U, data/S, data/x_mean): the mean [D]
-    and the first `dims` principal directions [D, dims]; features become (x - mean) @ U."""
+    and the first `dims` principal directions [D, dims]."""
     import h5py
 
     path = Path(path)
@@ -84,7 +93,7 @@ def load_pca(path: str | os.PathLike, dims: int, input_dim: int) -> tuple[np.nda
         raise InputError(
             f"{path}: U {basis.shape} and x_mean {mean.shape} do not project {input_dim}-d features to {dims}"
         )
-    return mean, basis[:, :dims]
+    return Projection(mean, basis[:, :dims])
 
 
 def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str]:
@@ -100,7 +109,7 @@ def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str
                 if isinstance(module, (nn.Conv3d, nn.Linear)):
                     nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                     nn.init.zeros_(module.bias)
-        warn_random_c3d(seed)
+        warn_random_weights("c3d", seed)
         return model.eval(), RANDOM_WEIGHTS
     with torch.device("meta"):  # shapes only: the file's tensors become the weights (no initialisation to discard)
         model = C3D()
@@ -127,63 +136,13 @@ def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str
     return model.eval(), file_identity(path)
 
 
-# oneDNN's ISA levels (ONEDNN_MAX_CPU_ISA) from which bf16 convolutions run natively.
-_BF16_ISAS = {
-    "AVX512_CORE_BF16",
-    "AVX512_CORE_FP16",
-    "AVX10_1_512",
-    "AVX512_CORE_AMX",
-    "AVX10_1_512_AMX",
-    "AVX512_CORE_AMX_FP16",
-    "AVX10_1_512_AMX_FP16",
-    "ALL",
-}
+class C3DEncoder:
+    """Runs C3D over uint8 clips in batches, at the precision `extract/precision.py` chooses.
 
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (the avx512_bf16 or amx_bf16 flags of Linux).
-
-    Not `torch.ops.mkldnn._is_mkldnn_bf16_supported()`: that is also true on AVX-512 CPUs
-    without bf16 (Skylake-X, Cascade Lake), where oneDNN emulates bf16 slowly. A cap on oneDNN's
-    instruction set below bf16 (`ONEDNN_MAX_CPU_ISA=AVX2`, as used to measure an AVX2 machine)
-    counts as no native bf16, since oneDNN then cannot use it.
-    """
-    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
-    if cap not in _BF16_ISAS:
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
-    except OSError:  # not Linux: float32 is never wrong, only slower
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_mode(native_bf16: bool) -> tuple[str, torch.memory_format]:
-    """The precision and layout C3D runs fastest in on a CPU, measured with benchmarks/extract_speed.py.
-
-    `channels_last_3d` always: oneDNN's direct 3-D convolutions read it without reordering.
-    Measured, C3D clips/s at batch 8 on 2 cores (float32 contiguous / float32 channels_last_3d /
-    bf16 channels_last_3d): Intel Xeon with AMX-bf16 3.42 / 4.22 / 14.47; the same Xeon limited
-    to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) 2.53 / 2.74 / -; an AMD EPYC Zen 5 with avx512_bf16 and no
-    AMX 3.65 / 4.61 / 9.25, limited to AVX2 2.35 / 2.65 / -; a 2-core AMD EPYC with AVX2 only
-    1.09 / 1.48 / - (measured by hand when issue 11 was filed). Those rates predate keeping freed
-    memory (common/memory.py), which made every mode faster without changing their order (the Xeon:
-    3.37 / 3.83 / 16.81). bf16 only where it is native: its
-    features are within 0.5 % of float32's (0.49 % on the Charades clips), and emulated bf16 is
-    slower than float32.
-    """
-    return ("bf16" if native_bf16 else "fp32"), torch.channels_last_3d
-
-
-class ClipEncoder:
-    """Runs C3D over uint8 clips in batches, at the precision and layout the device does best.
-
-    CPU: `cpu_mode` (bf16 convolutions in `channels_last_3d` where the processor has native bf16,
-    float32 in `channels_last_3d` elsewhere; fc6 and fc7 stay float32). CUDA: float16 autocast in
-    `channels_last_3d`, which cuDNN ran 1.14-1.17 times as fast as contiguous on an H200 (2290 against
-    2004 clips/s, benchmarks/gpu_extract.py).
-    `precision="fp32"` forces float32 anywhere; `layout` overrides the memory layout.
+    `channels_last_3d` on every device: oneDNN's direct 3-D convolutions and cuDNN read it without
+    reordering, and it was the faster layout on every CPU and GPU measured (docs/benchmarks.md).
+    On a CPU the convolutions are cast to bf16 where that is the precision (fc6 and fc7 stay float32);
+    on CUDA fp16 or bf16 run as autocast.
     """
 
     def __init__(
@@ -194,45 +153,32 @@ class ClipEncoder:
         device: str,
         precision: str,
         batch_size: int,
-        pca: str | os.PathLike | None = None,
-        pca_dims: int = 0,
-        seed: int = 0,
-        layout: str = "auto",
+        projection: Projection | None = None,
     ):
         if layer not in C3D_LAYERS:
             raise InputError(f"unknown C3D layer {layer!r}: use one of {', '.join(C3D_LAYERS)}")
         self.device = resolve_device(device)
         self.layer, self.batch_size = layer, batch_size
-        self.dim = C3D_LAYERS[layer]
-        model, self.weights = load_c3d(weights, seed)
-        if precision not in {"auto", "fp32", "bf16", "fp16"}:
-            raise InputError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
-        if layout not in LAYOUTS:
-            raise InputError(f"unknown layout {layout!r}: use {', '.join(LAYOUTS)}")
         on_cpu = self.device.type == "cpu"
+        self.precision = choose_precision(precision, self.device.type)
         if on_cpu:
             keep_freed_memory()  # each batch's activations would otherwise be mapped and zero-filled afresh
-            best, self.memory_format = cpu_mode(cpu_has_native_bf16())
-            precision = best if precision == "auto" else precision
-        else:
-            precision = "fp16" if precision == "auto" else precision
-            self.memory_format = torch.channels_last_3d
-        if layout != "auto":  # benchmarks/extract_speed.py compares the layouts
-            self.memory_format = LAYOUTS[layout]
-        self.precision = precision
-        self.input_dtype = torch.bfloat16 if (on_cpu and precision == "bf16") else torch.float32
+        model, self.weights = load_c3d(weights)
+        self.memory_format = torch.channels_last_3d
+        self.input_dtype = torch.bfloat16 if (on_cpu and self.precision == "bf16") else torch.float32
         model = model.to(self.device, memory_format=self.memory_format)
         for module in model.modules():  # the convolutions hold ~all of C3D's work; fc6/fc7 stay float32
             if isinstance(module, nn.Conv3d):
                 module.to(self.input_dtype)
         self.model = model
-        self.autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision) if not on_cpu else None
+        self.autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision) if not on_cpu else None
         self.mean = torch.tensor(BGR_MEAN, device=self.device).view(1, 3, 1, 1, 1)
+        self.dim = C3D_LAYERS[layer]
         self.projection = None
-        if pca:
-            mean, basis = load_pca(pca, pca_dims, self.dim)
-            self.projection = (torch.from_numpy(mean).to(self.device), torch.from_numpy(basis).to(self.device))
-            self.dim = pca_dims
+        if projection is not None:
+            self.projection = (torch.from_numpy(projection.mean).to(self.device),
+                               torch.from_numpy(projection.basis).to(self.device))  # fmt: skip
+            self.dim = projection.basis.shape[1]
 
     def describe(self) -> str:
         projected = f", PCA to {self.dim}" if self.projection is not None else ""
@@ -250,8 +196,8 @@ class ClipEncoder:
             with torch.autocast(
                 self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
             ):
-                features = self.model(x, self.layer).float()
+                features = self.model(x, self.layer).float()  # [N, C3D_LAYERS[layer]]
             if self.projection is not None:
-                features = (features - self.projection[0]) @ self.projection[1]
+                features = (features - self.projection[0]) @ self.projection[1]  # [N, k]
             outputs.append(features.cpu())
         return torch.cat(outputs).numpy() if outputs else np.zeros((0, self.dim), np.float32)

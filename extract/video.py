@@ -10,8 +10,8 @@ long the video is.
 decord (the maintained decord2 distribution, `--decoder decord`, an optional extra) reads the
 same frames by index, in chunks, scaled by its own FFmpeg filter: within a grey level of
 PyAV's on average. Its reader keeps decoding in a background thread after every read and
-holds the frames; what bounds that is measured in benchmarks/decode.py and the README, and
-PyAV stays the default (see `DECODERS`).
+holds the frames, so it seeks back after every batch; PyAV is faster and leaner
+(benchmarks/decode.py, docs/benchmarks.md) and stays the default (see `DECODERS`).
 
 Frames are scaled and centre-cropped as the backbone declares (`extract/backbones.py`): C3D's
 171x128 and 112x112, the Kinetics backbones' short side 256 and 224x224.

@@ -21,10 +21,10 @@ import torch
 from common.atomic import atomic_path
 from common.errors import InputError, first_line
 from extract.spec import FeatureSpec
-from extract.text import Vocabulary
 from hscnet.config import Config, config_from_dict
 from hscnet.model import HSCNet, ModelArgs
 from hscnet.prior import SpanPrior
+from hscnet.text import Vocabulary
 
 FORMAT = "hscnet-checkpoint/3"  # 3: spans kept inside the video by the head (hscnet/model.py)
 

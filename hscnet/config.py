@@ -193,7 +193,10 @@ def _convert(kind, value, source: str, key: str):
         (item_kind,) = typing.get_args(kind)
         return [_convert(item_kind, item, source, key) for item in value]
     if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"config field {key} has an unsupported union type")
+        kinds = [k for k in typing.get_args(kind) if k is not type(None)]
+        if len(kinds) != 1 or len(typing.get_args(kind)) != 2:
+            raise TypeError(f"config field {key} has an unsupported union type")
+        return None if value is None else _convert(kinds[0], value, source, key)  # `X | None`: null is "unset"
     if kind is bool:
         if isinstance(value, bool):
             return value

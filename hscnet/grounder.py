@@ -30,12 +30,14 @@ from common.devices import resolve_device
 from common.errors import InputError
 from extract.backbones import BACKBONES, C3D_LAYERS
 from extract.c3d import load_c3d, load_pca
-from extract.extractor import ExtractSettings, extract_video
+from extract.encoders import build_encoder
+from extract.extractor import extract_video
+from extract.settings import ExtractSettings
 from extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
 from extract.store import video_id_for
-from extract.text import PAD, UNK, Vocabulary, english, load_word_vectors, parse_paragraph
 from hscnet.checkpoint import TrainedModel, load_model
 from hscnet.infer import ground_paragraph
+from hscnet.text import PAD, UNK, Vocabulary, english, load_word_vectors, parse_paragraph
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +89,7 @@ def extraction_settings(
             raise InputError(f"{pca}: PCA file not found")
         if f"{file_identity(pca)} to {spec.dim}" != spec.pca:
             raise InputError(f"{pca}: not the PCA the checkpoint's features were projected with ({spec.pca or 'none'})")
-    settings = ExtractSettings(
-        backbone=spec.backbone,
-        clip_len=spec.clip_len,
-        stride=spec.stride,
-        sample_fps=spec.sample_fps,
-        layer=spec.layer,
-        dtype=spec.dtype,
-        weights=weights or "",
-        pca=pca or "",
-        pca_dims=spec.dim if pca else ExtractSettings.pca_dims,
-        device=device,
-    )
-    if settings.spec() != spec:  # every field the spec names is set above: a mismatch is a bug
-        raise AssertionError(f"extraction settings {settings.spec()} do not remake {spec}")
-    return settings
+    return ExtractSettings.from_spec(spec, weights=weights or "", pca=pca or "", device=device)
 
 
 def _released_activitynet_settings(checkpoint: str, weights: str | None, pca: str | None, device: str):
@@ -123,17 +111,7 @@ def _released_activitynet_settings(checkpoint: str, weights: str | None, pca: st
         raise InputError(f"{pca}: not the official ActivityNet PCA file (data/U, data/S and data/x_mean)")
     spec = RELEASED_ACTIVITYNET
     load_pca(pca, spec.dim, C3D_LAYERS[spec.layer])  # U [4096, >= 500], x_mean [4096], or a one-line refusal
-    return ExtractSettings(
-        clip_len=spec.clip_len,
-        stride=spec.stride,
-        sample_fps=spec.sample_fps,
-        layer=spec.layer,
-        dtype=spec.dtype,
-        weights=weights,
-        pca=pca,
-        pca_dims=spec.dim,
-        device=device,
-    )
+    return ExtractSettings.from_spec(spec, weights=weights, pca=pca, device=device)
 
 
 class Grounder:
@@ -142,7 +120,7 @@ class Grounder:
     def __init__(self, trained: TrainedModel, settings: ExtractSettings, device: torch.device):
         self.trained, self.settings, self.device = trained, settings, device
         self.spec = settings.spec()  # the files' own identities, also where the checkpoint names a released recipe
-        self.encoder = settings.encoder()
+        self.encoder = build_encoder(settings)
 
     @classmethod
     def from_checkpoint(

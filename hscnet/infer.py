@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from common.devices import autocast_dtype
-from extract.text import parse_paragraph
 from hscnet.checkpoint import TrainedModel
 from hscnet.data import chunks, collate
 from hscnet.features import prepare_video
+from hscnet.text import parse_paragraph
 
 
 def _seconds(span, duration: float) -> tuple[float, float]:

@@ -8,10 +8,12 @@ import torch
 from conftest import solid_frames
 
 from common.errors import InputError
-from extract import c3d
+from extract import precision
 from extract.backbones import C3D_LAYERS
-from extract.c3d import C3D, cpu_has_native_bf16, load_c3d
-from extract.extractor import ExtractSettings
+from extract.c3d import C3D, load_c3d
+from extract.encoders import build_encoder
+from extract.precision import cpu_has_native_bf16
+from extract.settings import ExtractSettings
 from extract.spec import FeatureSpec
 from extract.store import FeatureStore
 from extract.video import decode_clips
@@ -45,13 +47,14 @@ def test_float32_runs_channels_last_3d_and_equals_the_contiguous_layout(charades
         # oneDNN reads this cap once, at its first convolution: set only while no convolution runs.
         patch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
         assert not cpu_has_native_bf16()  # a cap below bf16 counts as no native bf16
-    monkeypatch.setattr(c3d, "cpu_has_native_bf16", lambda: False)  # as on a CPU without native bf16
-    encoder = ExtractSettings(device="cpu").encoder()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # as on a CPU without native bf16
+    encoder = build_encoder(ExtractSettings(device="cpu"))
     assert (encoder.precision, encoder.memory_format) == ("fp32", torch.channels_last_3d)
     assert "fp32, channels_last_3d" in encoder.describe()
     clips = next(decode_clips(charades, FeatureSpec(), chunk_clips=2))
-    contiguous = ExtractSettings(device="cpu", precision="fp32").encoder(layout="contiguous")
-    assert contiguous.memory_format == torch.contiguous_format
+    contiguous = build_encoder(ExtractSettings(device="cpu", precision="fp32"))
+    contiguous.memory_format = torch.contiguous_format  # the layout C3D ran in before channels_last_3d
+    contiguous.model = contiguous.model.to(memory_format=torch.contiguous_format)
     channels_last, reference = encoder.encode(clips), contiguous.encode(clips)
     assert np.linalg.norm(channels_last - reference) / np.linalg.norm(reference) < 1e-5  # summation order only
 
@@ -59,12 +62,12 @@ def test_float32_runs_channels_last_3d_and_equals_the_contiguous_layout(charades
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16")
 def test_bf16_channels_last_matches_float32_within_about_half_a_percent(charades):
     clips = next(decode_clips(charades, FeatureSpec(), chunk_clips=4))
-    fp32 = ExtractSettings(precision="fp32", device="cpu").encoder().encode(clips)
-    bf16 = ExtractSettings(precision="bf16", device="cpu").encoder().encode(clips)
-    assert ExtractSettings(device="cpu").encoder().precision == "bf16"  # where bf16 is native, auto picks it
+    fp32 = build_encoder(ExtractSettings(precision="fp32", device="cpu")).encode(clips)
+    bf16 = build_encoder(ExtractSettings(precision="bf16", device="cpu")).encode(clips)
+    assert build_encoder(ExtractSettings(device="cpu")).precision == "bf16"  # where bf16 is native, auto picks it
     assert np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32) < 0.005  # 0.49 % measured
     for layer, dim in C3D_LAYERS.items():
-        assert ExtractSettings(layer=layer, device="cpu").encoder().encode(clips[:1]).shape == (1, dim)
+        assert build_encoder(ExtractSettings(layer=layer, device="cpu")).encode(clips[:1]).shape == (1, dim)
 
 
 def test_the_activitynet_pca_projects_fc7_to_500_dimensions(charades, tmp_path):
@@ -75,8 +78,8 @@ def test_the_activitynet_pca_projects_fc7_to_500_dimensions(charades, tmp_path):
     with h5py.File(tmp_path / "pca.hdf5", "w") as f:
         f["data/U"], f["data/S"], f["data/x_mean"] = basis, np.ones(600, np.float32), mean
     clips = next(decode_clips(charades, FeatureSpec(), chunk_clips=3))
-    fc7 = ExtractSettings(layer="fc7").encoder().encode(clips)
-    projected = ExtractSettings(layer="fc7", pca=str(tmp_path / "pca.hdf5")).encoder().encode(clips)
+    fc7 = build_encoder(ExtractSettings(layer="fc7")).encode(clips)
+    projected = build_encoder(ExtractSettings(layer="fc7", pca=str(tmp_path / "pca.hdf5"))).encode(clips)
     expected = (fc7 - mean) @ basis[:, :500]
     assert projected.shape == (3, 500)
     assert np.linalg.norm(projected - expected) / np.linalg.norm(expected) < 1e-5  # float32 sums, in another order
@@ -90,4 +93,4 @@ def test_the_activitynet_pca_projects_fc7_to_500_dimensions(charades, tmp_path):
     assert store.read("grey").shape == (1, 500)
     assert store.spec().pca.startswith("pca.hdf5 sha256:") and store.spec().pca.endswith(" to 500")
     with pytest.raises(InputError, match=r"pca\.hdf5: U \(4096, 600\) .* do not project 8192-d features to 500"):
-        ExtractSettings(layer="pool5", pca=str(tmp_path / "pca.hdf5")).encoder()
+        build_encoder(ExtractSettings(layer="pool5", pca=str(tmp_path / "pca.hdf5")))

@@ -8,7 +8,9 @@ from conftest import solid_frames
 from test_extract_video import brightening_frames, irregular_times
 
 from common.errors import InputError
-from extract.extractor import ExtractSettings, extract_video
+from extract.encoders import build_encoder
+from extract.extractor import extract_video
+from extract.settings import ExtractSettings
 from extract.spec import FeatureSpec
 from extract.video import VideoError, decode_clips, probe
 from pipeline.synthetic import write_video
@@ -53,7 +55,7 @@ def test_the_decoders_agree_on_generated_videos(tmp_path, codec, suffix):
 
 def test_float32_c3d_features_agree_across_decoders(charades):
     settings = {d: ExtractSettings(stride=160, precision="fp32", decoder=d) for d in ("pyav", "decord")}
-    encoder = settings["pyav"].encoder()
+    encoder = build_encoder(settings["pyav"])
     features = {}
     for decoder, chosen in settings.items():
         features[decoder], record = extract_video(charades, "c", encoder.encode, chosen.spec(), decoder=decoder)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from extract.extractor import ExtractSettings, extract_video
+from extract.encoders import build_encoder
+from extract.extractor import extract_video
+from extract.settings import ExtractSettings
 from extract.spec import FeatureSpec
 from extract.video import clip_count, decode_clips, probe
 
@@ -15,7 +17,7 @@ def test_the_real_video_gives_the_rows_its_frames_and_stride_imply(charades):
     assert (info.num_frames, info.width, info.height) == (460, 480, 270) and info.fps == pytest.approx(14.985, abs=1e-3)
     assert info.duration == pytest.approx(30.70, abs=0.01)
     settings = ExtractSettings(stride=64)  # the fewest clips that still show the count: C3D costs per clip
-    features, record = extract_video(charades, "charades", settings.encoder().encode, settings.spec())
+    features, record = extract_video(charades, "charades", build_encoder(settings).encode, settings.spec())
     assert record.status == "ok" and record.error == "" and record.spec == settings.spec()
     assert features.shape == (clip_count(460, 16, 64), 4096) == (7, 4096)
     assert features.dtype == np.float16 and np.isfinite(features).all() and (features > 0).any()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from extract.extractor import ExtractSettings
+from extract.encoders import build_encoder
+from extract.settings import ExtractSettings
 from hscnet.config import Config
 from hscnet.data import collate
 from hscnet.losses import total_loss
@@ -17,8 +18,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 def test_c3d_fp16_autocast_matches_float32():
     clips = np.random.default_rng(0).integers(0, 255, (4, 16, 112, 112, 3), dtype=np.uint8)
-    fp32 = ExtractSettings(device="cuda", precision="fp32").encoder().encode(clips)
-    fp16 = ExtractSettings(device="cuda", precision="fp16").encoder().encode(clips)
+    fp32 = build_encoder(ExtractSettings(device="cuda", precision="fp32")).encode(clips)
+    fp16 = build_encoder(ExtractSettings(device="cuda", precision="fp16")).encode(clips)
     assert np.linalg.norm(fp16 - fp32) / np.linalg.norm(fp32) < 0.01
 
 

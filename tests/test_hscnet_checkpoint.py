@@ -11,11 +11,11 @@ from test_hscnet_model import make_items
 
 from common.errors import InputError
 from extract.spec import FeatureSpec
-from extract.text import PAD, UNK
 from hscnet import checkpoint as ckpt
 from hscnet.config import Config
 from hscnet.data import collate
 from hscnet.model import build_model
+from hscnet.text import PAD, UNK
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):

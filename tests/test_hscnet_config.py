@@ -48,7 +48,7 @@ def test_missing_config_file(tmp_path):
 def test_shipped_configs_load():
     from conftest import REPO
 
-    from extract.extractor import ExtractSettings
+    from extract.settings import ExtractSettings
 
     training = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "extract.yaml")
     assert [p.name for p in training] == [

@@ -11,7 +11,7 @@ from extract.video import clip_count
 from hscnet.annotations import Paragraph
 from hscnet.grounder import Grounder, extraction_settings
 from pipeline import synthetic
-from pipeline.ground import format_table, ground_command
+from pipeline.ground import ModelChoice, format_table, ground_command
 
 
 def test_ground_asks_for_the_pca_the_features_were_projected_with(tmp_path):
@@ -28,7 +28,18 @@ def test_ground_asks_for_the_pca_the_features_were_projected_with(tmp_path):
         extraction_settings(None, "ckpt", None, None, "cpu")
 
 
-def test_a_grounder_loads_once_and_grounds_a_video_for_many_paragraphs(small_world, tmp_path):
+def test_a_grounder_loads_once_and_grounds_a_video_for_many_paragraphs(small_world, monkeypatch):
+    from hscnet import grounder as module
+
+    calls = {"load_model": 0, "build_encoder": 0, "extract_video": 0}
+    for name in calls:
+        original = getattr(module, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
     folder, splits = small_world
     example = splits["test"][0]
     video, text = folder / "videos" / f"{example['video']}.mp4", (folder / "paragraphs" / f"{example['video']}.txt")
@@ -38,11 +49,15 @@ def test_a_grounder_loads_once_and_grounds_a_video_for_many_paragraphs(small_wor
     assert encoded.duration == pytest.approx(example["duration"], abs=0.2)
     as_text = grounder.ground(encoded, text.read_text())
     as_list = grounder.ground(encoded, example["sentences"])
+    assert calls == {"load_model": 1, "build_encoder": 1, "extract_video": 1}  # encoded once, grounded twice
     assert as_text == as_list == grounder.ground(video, example["sentences"])
-    assert as_text == ground_command(video, text, checkpoint=folder / "run" / "last.pt", device="cpu")
+    assert calls == {"load_model": 1, "build_encoder": 1, "extract_video": 2}  # a path is extracted, nothing reloads
+    model = ModelChoice(checkpoint=folder / "run" / "last.pt", device="cpu")
+    assert as_text == ground_command(video, text, model=model)
     assert [s["text"] for s in as_text["sentences"]] == example["sentences"]
     first = grounder.ground(encoded, example["sentences"][:1])
     assert len(first["sentences"]) == 1 and first["video"] == video.name
+    assert calls == {"load_model": 2, "build_encoder": 2, "extract_video": 3}  # ground_command loads its own
 
 
 def test_a_paragraph_longer_than_the_trained_length_is_grounded_in_chunks(small_world, shared_data):
@@ -120,7 +135,7 @@ def test_a_model_of_the_released_activitynet_features_grounds_with_their_recipe(
 def test_a_word_glove_knows_is_not_unknown_at_grounding(small_world):
     import torch
 
-    from extract.text import PAD, UNK, Vocabulary, load_word_vectors
+    from hscnet.text import PAD, UNK, Vocabulary, load_word_vectors
 
     folder, splits = small_world
     grounder = Grounder.from_checkpoint(folder / "run" / "last.pt", device="cpu")
@@ -136,7 +151,7 @@ def test_a_word_glove_knows_is_not_unknown_at_grounding(small_world):
 
 @pytest.mark.slow
 def test_a_model_trained_on_x3d_m_features_grounds_with_x3d_m(small_world, tmp_path):
-    from extract.extractor import ExtractSettings
+    from extract.settings import ExtractSettings
     from extract.store import FeatureStore
     from hscnet.config import load_config
     from hscnet.train import train

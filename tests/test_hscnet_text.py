@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from common.errors import InputError
-from extract.text import PAD, UNK, Vocabulary, load_word_vectors, parse_paragraph, tokenize
+from hscnet.text import PAD, UNK, Vocabulary, load_word_vectors, parse_paragraph, tokenize
 
 
 def test_string_paragraph_is_split_into_sentences_of_lowercase_words():
@@ -94,9 +94,9 @@ def test_glove_text_file_is_streamed_handles_spaces_and_case_and_is_cached(tmp_p
 
 
 def test_every_caption_word_glove_knows_is_in_the_vocabulary(shared_data):
-    from extract.text import vocabulary_with_vectors
     from hscnet.annotations import read_annotations
     from hscnet.data import tokenize_paragraphs
+    from hscnet.text import vocabulary_with_vectors
 
     train, _ = read_annotations(shared_data / "activitynet" / "train.json")
     test, _ = read_annotations(shared_data / "activitynet" / "val_2_paragraphs.npy")

@@ -1,4 +1,4 @@
-"""extract/backbones.py: the Kinetics backbones of pytorchvideo on a real video, their weights, their settings."""
+"""extract/kinetics.py: the Kinetics backbones of pytorchvideo on a real video, their weights, their settings."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from common.errors import InputError
-from extract.backbones import BACKBONES, KineticsEncoder, backbone, build_kinetics_model
-from extract.extractor import ExtractSettings, extract_video
+from extract.backbones import BACKBONES, backbone
+from extract.encoders import build_encoder
+from extract.extractor import extract_video
+from extract.kinetics import KineticsEncoder, build_kinetics_model
+from extract.settings import ExtractSettings
 from extract.video import Geometry, decode_clips, probe
 
 
@@ -24,13 +27,13 @@ def test_each_backbone_gives_finite_features_of_its_declared_size_from_the_real_
     assert Geometry.of(name, info) == Geometry(455, 256, 224)  # 480x270: short side 256, crop 224
     first = next(decode_clips(charades, spec, info, chunk_clips=1))  # one clip: these networks cost per clip
     assert first.shape == (1, declared.clip_len, 224, 224, 3)
-    features = settings.encoder().encode(first)
+    features = build_encoder(settings).encode(first)
     assert features.shape == (1, declared.dim) and features.dtype == np.float32 and np.isfinite(features).all()
 
 
 def test_a_store_line_records_the_backbone_and_its_clip_count_follows_its_frame_rate(charades):
     settings = ExtractSettings(backbone="x3d_m")
-    features, record = extract_video(charades, "charades", settings.encoder().encode, settings.spec())
+    features, record = extract_video(charades, "charades", build_encoder(settings).encode, settings.spec())
     assert record.status == "ok" and record.spec.backbone == "x3d_m" and record.spec.sample_fps == 6.0
     assert features.shape == ((int(record.duration * 6) - 16) // 16 + 1, 2048) == (11, 2048)
 
