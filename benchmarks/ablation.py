@@ -32,8 +32,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from proxy_store import write_proxy_store
+
 from hscnet.annotations import load_paragraphs
-from pipeline.proxy import write_proxy_store
 
 REPO = Path(__file__).resolve().parents[1]
 PROXY = [

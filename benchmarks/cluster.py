@@ -2,11 +2,11 @@
 
 Run: .venv/bin/python benchmarks/cluster.py [--copies 6]
 
-Each run is `benchmarks/local_cluster.py` in a fresh process: a `ray.cluster_utils.Cluster` on
+Each run is `tests/local_cluster.py` in a fresh process: a `ray.cluster_utils.Cluster` on
 this machine whose nodes have one CPU each, `run_extraction` over copies of the real Charades
 video (C3D fc6, random weights), cluster start-up excluded. With one worker per node, a second
-node should nearly double the rate where the machine has a core for each; on this project's
-2-core machines both nodes share the two cores with the driver and the decode tasks, so the
+node should nearly double the rate where the machine has a core for each; on a 2-core
+machine both nodes share the two cores with the driver and the decode tasks, so the
 ratio says how well the work spreads, not what a second machine would add. The last line is the
 two-node rate over the one-node rate.
 """
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run(videos: Path, out: Path, nodes: int) -> dict:
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "local_cluster.py"), str(nodes), str(videos), str(out), "0"],
+        [sys.executable, str(REPO / "tests" / "local_cluster.py"), str(nodes), str(videos), str(out), "0"],
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     if result.returncode:

@@ -4,7 +4,7 @@ Run: .venv/bin/python benchmarks/proxy.py --dataset activitynet [--store DIR] [-
      [--config FILE] [--train-paragraphs N] [--val-paragraphs N] [--seed S] [--dim N] [--threads T]
 
 It writes a feature store for every video of the dataset's real annotation files (from
-../shared/data or $HSCNET_SHARED_DATA) with `pipeline.proxy` (each clip carries a noisy trace
+../shared/data or $HSCNET_SHARED_DATA) with `proxy_store.py` (each clip carries a noisy trace
 of the words of the sentences covering it), trains HSCNet with `configs/<dataset>.yaml` plus
 the given overrides on the real training paragraphs, validates every epoch on the real
 validation paragraphs, and tests the best checkpoint on the held-out test paragraphs
@@ -40,12 +40,12 @@ import time
 from pathlib import Path
 
 import torch
+from proxy_store import write_proxy_store
 
 from hscnet.annotations import Paragraph, load_paragraphs, write_jsonl
 from hscnet.config import load_config
-from hscnet.evaluate import evaluate_checkpoint
+from hscnet.evaluate import EvalOutputs, evaluate_checkpoint
 from hscnet.train import train
-from pipeline.proxy import write_proxy_store
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = {
@@ -117,7 +117,7 @@ def main() -> None:
             f"val mIoU {100 * line['val']['mIoU']:.2f}"
         )
     result = evaluate_checkpoint(
-        run_dir / "best.pt", "test", json_out=str(run_dir / "test.json"), progress=sys.stderr.isatty()
+        run_dir / "best.pt", "test", outputs=EvalOutputs(json=str(run_dir / "test.json")), progress=sys.stderr.isatty()
     )
     gain = 100 * (result["metrics"]["mIoU"] - result["prior"]["mIoU"])
     model, prior = result["metrics"]["mIoU"], result["prior"]["mIoU"]

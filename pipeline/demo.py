@@ -17,11 +17,12 @@ from pathlib import Path
 from common import atomic
 from common.errors import PipelineError
 from extract.backbones import backbone
-from extract.extractor import ExtractSettings
+from extract.encoders import build_encoder
+from extract.settings import ExtractSettings
 from extract.video import clip_count
 from hscnet.checkpoint import load_checkpoint
 from hscnet.config import load_config
-from hscnet.evaluate import evaluate_checkpoint
+from hscnet.evaluate import EvalOutputs, evaluate_checkpoint
 from hscnet.grounder import Grounder
 from hscnet.plot import plot_grounding
 from hscnet.train import train
@@ -35,8 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = DEMO_CHECKPOINT.name  # last.pt: see pipeline.ground.DEMO_CHECKPOINT
 
 
-# The world's size in C3D clips, what extraction costs: with the demo's training and the virtual
-# environment, 15 minutes on a 2-core CPU without bf16 (C3D 1.48 clips/s there), a few on one with it.
+# The world's size in C3D clips, what extraction costs: sized so that the whole demo, its virtual
+# environment included, stays within 15 minutes on a 2-core CPU without native bf16.
 DEMO_CLIPS = 560
 
 
@@ -44,12 +45,11 @@ def c3d_rate(settings: ExtractSettings, clips: int = 2) -> tuple[float, str]:
     """Clips/s of the settings' backbone (C3D by default) on this machine, measured on `clips` random clips
     after a warm-up on them (its cost does not depend on what the clips show), and how it runs.
 
-    Two clips, not a batch of 8: C3D ran as fast on 2 clips as on 8 and its first call was at most 7 % slower
-    than the next (Xeon: bf16 14.3 and 13.9 clips/s; the same Xeon limited to AVX2: float32 2.61 and 2.57),
-    so the forecast costs the demo 4 clips instead of 16 (11 s on a 2-core CPU without bf16)."""
+    Two clips, not a batch of 8: C3D runs as fast per clip on 2 as on 8, so the forecast costs the demo
+    4 clips instead of 16."""
     import numpy as np
 
-    encoder = settings.encoder()
+    encoder = build_encoder(settings)
     declared = backbone(settings.backbone)
     shape = (clips, declared.clip_len, declared.crop, declared.crop, 3)
     sample = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
@@ -62,6 +62,7 @@ def c3d_rate(settings: ExtractSettings, clips: int = 2) -> tuple[float, str]:
 def run_demo(
     clips: int = DEMO_CLIPS,
     seed: int = 0,
+    *,
     folder: Path = REPO / "demo",
     overrides: list[str] = (),
     progress: bool = True,
@@ -114,7 +115,10 @@ def run_demo(
     evaluation = stage(
         "evaluate",
         lambda: evaluate_checkpoint(
-            Path(config.run_dir) / DEMO_MODEL, "test", json_out=str(folder / "eval.json"), progress=progress
+            Path(config.run_dir) / DEMO_MODEL,
+            "test",
+            outputs=EvalOutputs(json=str(folder / "eval.json")),
+            progress=progress,
         ),
     )
     example = splits["test"][0]
@@ -154,10 +158,12 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     cli.run(
-        lambda: run_demo(
-            args.clips, args.seed, folder=args.folder, progress=not args.no_progress, backbone_name=args.backbone
+        lambda: (
+            run_demo(
+                args.clips, args.seed, folder=args.folder, progress=not args.no_progress, backbone_name=args.backbone
+            )
+            and 0
         )
-        and 0
     )
 
 

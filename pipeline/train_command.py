@@ -1,7 +1,7 @@
 """bin/train: from a config file, from a run to resume, or with no config from one's own data.
 
-With no `--config`, the current folder is taken to hold one's own data, as the design card
-writes the commands (`bin/extract --videos videos/`, then `bin/train`):
+With no `--config`, the current folder is taken to hold one's own data, as the README's
+three commands use it (`bin/extract --videos videos/`, then `bin/train`):
 - captions: `--captions FILE`, else `captions.json` (ActivityNet Captions format) or
   `captions.jsonl` (ours), else `train`/`val`/`test` files of either format;
 - features: `./features`, the store `bin/extract` writes by default; `--videos DIR` first
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import InputError
-from extract.extractor import ExtractSettings
+from extract.settings import ExtractSettings
 from extract.store import FeatureStore, video_id_for
 from extract.video import VIDEO_SUFFIXES, list_videos
 from hscnet.annotations import Paragraph, read_annotations, write_jsonl
@@ -180,7 +180,7 @@ def train_command(
     captions: str | None = None,
     progress: bool = True,
 ) -> int:
-    """bin/train: `--config` or `--resume` as before; with neither, one's own data in the current folder."""
+    """bin/train: from `--config` or `--resume`; with neither, one's own data in the current folder."""
     if config or resume:
         if videos or captions:
             raise InputError("--videos and --captions are for training on one's own data, without --config or --resume")

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from extract.extractor import ExtractSettings
+from benchmarks.proxy_store import write_proxy_store
+from extract.settings import ExtractSettings
 from extract.store import FeatureStore
 from hscnet.annotations import read_annotations, write_jsonl
 from hscnet.config import load_config
 from hscnet.train import train
 from pipeline import synthetic
-from pipeline.extraction import cpu_passes, run_extraction
-from pipeline.proxy import write_proxy_store
+from pipeline.extraction import run_extraction
+from pipeline.passes import cpu_passes
 
 REPO = Path(__file__).resolve().parents[1]
 

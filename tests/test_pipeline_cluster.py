@@ -36,7 +36,7 @@ def cluster_runs(tmp_path_factory) -> dict:
     runs = {"spread": (videos(work / "spread-videos", 4), 0), "lost": (videos(work / "lost-videos", 6), 1)}
     arguments = [str(part) for name, (folder, kill) in runs.items() for part in (folder, work / f"{name}-store", kill)]
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "local_cluster.py"), "2", *arguments],
+        [sys.executable, str(REPO / "tests" / "local_cluster.py"), "2", *arguments],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -13,9 +13,13 @@ import pytest
 from conftest import REPO, solid_frames, threads_of_a_worker_pass
 
 from common.errors import InputError
-from extract.extractor import ExtractSettings, extract_video
+from extract.encoders import build_encoder
+from extract.extractor import extract_video
+from extract.settings import ExtractSettings
 from extract.store import FeatureStore
-from pipeline.extraction import ForwardPasses, cpu_passes, extract_command, run_extraction, videos_in_flight
+from pipeline.extraction import extract_command, run_extraction
+from pipeline.passes import ForwardPasses, cpu_passes
+from pipeline.ray_workers import videos_in_flight
 from pipeline.synthetic import write_video
 
 
@@ -46,7 +50,7 @@ def test_ray_extraction_records_failures_resumes_and_matches_the_plain_function(
 
     # The same features without Ray.
     with threads_of_a_worker_pass(node_cpus=2):  # ray_session's node
-        plain, _ = extract_video(videos / "green.mp4", "green", settings.encoder().encode, settings.spec())
+        plain, _ = extract_video(videos / "green.mp4", "green", build_encoder(settings).encode, settings.spec())
     np.testing.assert_array_equal(plain, store.read("green"))
 
     # A rerun skips what is done and retries what failed.
@@ -74,7 +78,7 @@ def test_damaged_weights_stop_a_ray_extraction_with_the_error_that_names_them(tm
 PLAN_AND_HELP = """
 import runpy, sys
 from pathlib import Path
-from extract.extractor import ExtractSettings
+from extract.settings import ExtractSettings
 from extract.store import FeatureStore
 from pipeline.extraction import plan
 todo, _ = plan([Path(sys.argv[1])], FeatureStore(sys.argv[2], create=True), ExtractSettings().spec())
@@ -160,7 +164,7 @@ def test_a_chunk_takes_every_idle_pass_and_keeps_each_clips_features(charades):
     passes = ForwardPasses(2)
     ran: list[tuple[str, int]] = []  # (thread, clips) of every part
     with threads_of_a_worker_pass(node_cpus=2):
-        encoder = settings.encoder()
+        encoder = build_encoder(settings)
 
         def encode(part: np.ndarray) -> np.ndarray:
             ran.append((threading.current_thread().name, len(part)))

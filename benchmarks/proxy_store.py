@@ -1,6 +1,6 @@
 """Proxy features: the real paragraph annotations, with synthetic clip features that carry them.
 
-The released C3D features cannot be downloaded on the project's machines, so real-scale
+Where the released C3D features are not at hand, real-scale
 training is shown on a stand-in: a feature store with one file per real video, as many clips
 as the video's real duration gives (one per 16 frames at 30 fps), in which every clip holds a
 noisy trace of the words of the sentences whose span covers it. Each content word has its own
@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from extract.spec import FeatureSpec
 from extract.store import FeatureStore, ManifestRecord
-from extract.text import tokenize
 from hscnet.annotations import Paragraph
+from hscnet.text import tokenize
 
 CLIPS_PER_SECOND = 30 / 16  # C3D clips of 16 frames at 30 fps
 # Words that describe no visual content: no trace of their own.
@@ -49,6 +49,7 @@ def proxy_features(
     dim: int,
     rng: np.random.Generator,
     seed: int,
+    *,
     signal: float = 1.0,
     background: float = 1.0,
     noise: float = 1.5,

@@ -5,7 +5,7 @@ KILL_AFTER > 0 the second node is killed (its raylet and workers, ungracefully) 
 that many manifest lines, so the runs after it have one node fewer. Prints each run's summary as JSON on a
 line that starts with "RESULT ", in order (a killed node's raylet log lines reach stdout too).
 
-    python benchmarks/local_cluster.py NODES VIDEOS OUT KILL_AFTER [VIDEOS OUT KILL_AFTER ...]
+    python tests/local_cluster.py NODES VIDEOS OUT KILL_AFTER [VIDEOS OUT KILL_AFTER ...]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from extract.extractor import ExtractSettings
+from extract.settings import ExtractSettings
 from pipeline.extraction import run_extraction
 
 
