@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from common.errors import InputError
-from extract.text import Vocabulary, tokenize
 from hscnet.annotations import Paragraph
+from hscnet.config import Config
 from hscnet.features import prepare_video
+from hscnet.text import Vocabulary, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,32 @@ def crop_window(total: int, duration: float, spans: np.ndarray, rng: np.random.G
     return first, last
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How a dataset reads paragraphs into model inputs: their size, and how training samples them."""
+
+    num_clips: int  # Nv: every video is resampled to this many clips
+    feature_dim: int  # Dv: the clip features' size, checked against the store
+    max_words: int  # a sentence's words past this many are cut
+    max_sentences: int | None = None  # training: 1 to this many sentences a sample; None: evaluation
+    chunk_sentences: int | None = None  # evaluation: a longer paragraph is read in chunks of this many
+    sample_sentences: bool = True  # training: False reads every sentence, in chunks of max_sentences
+    crop_videos: bool = False  # training: a random window of whole clips around the sentences
+    seed: int = 0
+
+    @classmethod
+    def for_training(cls, config: Config) -> Reading:
+        data = config.data
+        return cls(data.num_clips, data.feature_dim, data.max_words, max_sentences=data.max_sentences,
+                   sample_sentences=data.sample_sentences, crop_videos=data.crop_videos,
+                   seed=config.train.seed)  # fmt: skip
+
+    @classmethod
+    def for_evaluation(cls, config: Config) -> Reading:
+        data = config.data
+        return cls(data.num_clips, data.feature_dim, data.max_words, chunk_sentences=data.max_sentences)
+
+
 class GroundingDataset(torch.utils.data.Dataset):
     """Paragraphs with their video features, as items for `collate`.
 
@@ -129,8 +156,7 @@ class GroundingDataset(torch.utils.data.Dataset):
     `max_sentences` as evaluation reads it; `crop_videos=True` cuts each training sample's video to
     a random window of whole clips around its sentences (`crop_window`), the spans re-expressed in
     it, so that where an event lies in the video changes from epoch to epoch and only the video
-    tells it. On the demo world (34 training videos) the two together raised the test mIoU of
-    95 held-out videos from 52.1 to 55.7-60.9 over four seeds (the README has the runs).
+    tells it (their effect on small data is in docs/results.md).
     """
 
     def __init__(
@@ -138,26 +164,23 @@ class GroundingDataset(torch.utils.data.Dataset):
         paragraphs: Sequence[Paragraph],
         store,
         vocab: Vocabulary,
-        num_clips: int,
-        feature_dim: int,
-        max_words: int,
-        max_sentences: int | None = None,
-        seed: int = 0,
+        reading: Reading,
+        *,
+        words: list[list[list[str]]] | None = None,
         missing_features: str = "error",
         source: str = "annotations",
-        words: list[list[list[str]]] | None = None,
-        chunk_sentences: int | None = None,
-        sample_sentences: bool = True,
-        crop_videos: bool = False,
     ):
         self.store = store  # a FeatureStore or released HDF5Features: where each video's clips are read
-        self.num_clips = num_clips
-        self.feature_dim = feature_dim
-        self.max_sentences = max_sentences
-        self.seed = seed
-        self.sample_sentences, self.crop_videos = sample_sentences, crop_videos
-        if max_sentences is not None and not sample_sentences:
-            chunk_sentences = max_sentences  # every sentence, in the chunks evaluation reads
+        self.reading = reading
+        self.num_clips, self.feature_dim, self.max_sentences = (
+            reading.num_clips,
+            reading.feature_dim,
+            reading.max_sentences,
+        )
+        self.seed, self.sample_sentences, self.crop_videos = reading.seed, reading.sample_sentences, reading.crop_videos
+        max_words, chunk_sentences = reading.max_words, reading.chunk_sentences
+        if self.max_sentences is not None and not self.sample_sentences:
+            chunk_sentences = self.max_sentences  # every sentence, in the chunks evaluation reads
         self.report = DatasetReport()
         words = words if words is not None else tokenize_paragraphs(paragraphs)
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from extract.store import FeatureStore, video_id_for
 from extract.video import list_videos
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_model
-from hscnet.data import GroundingDataset, make_loader
+from hscnet.data import GroundingDataset, Reading, make_loader
 from hscnet.features import open_features
 from hscnet.metrics import grounding_metrics
 from hscnet.prior import prior_predictions
@@ -36,9 +37,10 @@ log = logging.getLogger(__name__)
 def predict(
     model,
     dataset: GroundingDataset,
+    *,
     batch_size: int,
     device: torch.device,
-    dtype: torch.dtype | None,
+    dtype: torch.dtype | None = None,
     num_workers: int = 0,
     progress: bool = True,
     desc: str = "evaluating",
@@ -143,21 +145,28 @@ def results_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class EvalOutputs:
+    """What bin/eval writes besides its table; each is skipped when None."""
+
+    json: str | None = None  # the metrics, as fractions
+    predictions: str | None = None  # one JSON line per paragraph: true and predicted spans
+    html_dir: str | None = None  # a report page per video and an index of them, the worst first
+    videos: str | None = None  # with html_dir: the folder of the video files, else the store's sources
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     split: str = "test",
     *,
     annotations: str | None = None,
     features_path: str | None = None,
-    json_out: str | None = None,
-    predictions_out: str | None = None,
+    outputs: EvalOutputs = EvalOutputs(),
     device: str = "auto",
     progress: bool = True,
-    html_dir: str | None = None,
-    videos: str | None = None,
 ) -> dict:
-    """bin/eval: the paper's Table 1 row for a split, and the prior baseline's beside it; with `html_dir`,
-    a report page per video and an index of them, the worst first (`hscnet.report`)."""
+    """bin/eval: the paper's Table 1 row for a split, and the prior baseline's beside it, written as
+    `outputs` asks (`hscnet.report` draws the pages)."""
     torch_device = resolve_device(device)
     trained = load_model(checkpoint, torch_device)
     config = trained.config
@@ -172,21 +181,18 @@ def evaluate_checkpoint(
         paragraphs,
         store,
         trained.vocab,
-        config.data.num_clips,
-        config.data.feature_dim,
-        config.data.max_words,
+        Reading.for_evaluation(config),
         missing_features=config.data.missing_features,
         source=str(annotation_path),
-        chunk_sentences=config.data.max_sentences,
     )
     predictions = predict(
         trained.model,
         dataset,
-        config.eval.batch_size,
-        torch_device,
-        autocast_dtype(config.train.precision, torch_device),
-        config.data.num_workers,
-        progress,
+        batch_size=config.eval.batch_size,
+        device=torch_device,
+        dtype=autocast_dtype(config.train.precision, torch_device),
+        num_workers=config.data.num_workers,
+        progress=progress,
     )
     prior = trained.prior
     rows = {
@@ -205,12 +211,13 @@ def evaluate_checkpoint(
         "metrics": rows["HSCNet"],
         "prior": rows["dataset prior"],
     }
-    if json_out:
-        atomic.write_json(json_out, result)
-    if predictions_out:
-        atomic.write_text(predictions_out, "".join(json.dumps(p) + "\n" for p in predictions))
-    if html_dir:
-        files = video_files(store, videos)
+    if outputs.json:
+        atomic.write_json(outputs.json, result)
+    if outputs.predictions:
+        atomic.write_text(outputs.predictions, "".join(json.dumps(p) + "\n" for p in predictions))
+    if outputs.html_dir:
+        html_dir = outputs.html_dir
+        files = video_files(store, outputs.videos)
         reports = report_results(predictions)
         found = sum(result["video"] in files and files[result["video"]].is_file() for result, _ in reports)
         heading = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name} on {Path(annotation_path).name} ({split})"

@@ -129,7 +129,7 @@ class TextEncoder(nn.Module):
     """§3.2: GloVe word vectors projected to D, plus positions, through a three-layer self-attention network."""
 
     def __init__(
-        self, vocab_size: int, word_dim: int, freeze: bool, hidden_dim: int, layers: int, heads: int, dropout: float
+        self, vocab_size: int, word_dim: int, *, freeze: bool, hidden_dim: int, layers: int, heads: int, dropout: float
     ):
         super().__init__()
         # The vectors themselves arrive with the weights: `build_model`, or a checkpoint's state dict.
@@ -298,6 +298,7 @@ class HierarchicalEncoder(nn.Module):
         heads: int,
         depths: list[int],
         dropout: float,
+        *,
         temperature: float,
         word_level: bool,
         paragraph_level: bool,
@@ -314,10 +315,12 @@ class HierarchicalEncoder(nn.Module):
             self.paragraph_encoder = LevelEncoder(depths[2], dim, heads, dropout)
         self.aggregate = SemanticAggregation(temperature)
 
-    def forward(
-        self, video, words, video_mask, word_mask, sentence_words, sentence_word_mask, sentence_mask
-    ) -> EncoderOutput:
-        """video F^V [B, Nv, D], words F^W [B, Nw, D], sentence_words [B, Ns, M] (index into Nw)."""
+    def forward(self, video: torch.Tensor, words: torch.Tensor, batch) -> EncoderOutput:
+        """video F^V [B, Nv, D], words F^W [B, Nw, D]; from the `data.Batch`: video_mask [B, Nv],
+        word_mask [B, Nw], sentence_words [B, Ns, M] (index into Nw), sentence_word_mask [B, Ns, M],
+        sentence_mask [B, Ns]."""
+        video_mask, word_mask, sentence_mask = batch.video_mask, batch.word_mask, batch.sentence_mask
+        sentence_words, sentence_word_mask = batch.sentence_words, batch.sentence_word_mask
         g_word = align_word = g_paragraph = align_paragraph = None
         if self.word_level:
             # Word level: V^VW(0) = F^V, Q^VW(0) = F^W.
@@ -486,10 +489,22 @@ class HSCNet(nn.Module):
         dim, heads, dropout = config.hidden_dim, config.heads, config.dropout
         self.video_encoder = VideoEncoder(args.feature_dim, dim, config.feature_encoder_layers, heads, dropout)
         self.text_encoder = TextEncoder(
-            args.vocab_size, args.word_dim, args.freeze_embeddings, dim, config.feature_encoder_layers, heads, dropout
+            args.vocab_size,
+            args.word_dim,
+            freeze=args.freeze_embeddings,
+            hidden_dim=dim,
+            layers=config.feature_encoder_layers,
+            heads=heads,
+            dropout=dropout,
         )
         self.encoder = HierarchicalEncoder(
-            dim, heads, list(config.depths), dropout, config.temperature, config.word_level, config.paragraph_level
+            dim,
+            heads,
+            list(config.depths),
+            dropout,
+            temperature=config.temperature,
+            word_level=config.word_level,
+            paragraph_level=config.paragraph_level,
         )
         self.paragraph_decoder = ParagraphDecoder(dim) if self.uses_paragraph_decoder else None
         self.sentence_decoder = SentenceDecoder(dim, config.paragraph_level, config.bidirectional_lstm)
@@ -502,15 +517,7 @@ class HSCNet(nn.Module):
         word_mask [B, Nw], sentence_words / sentence_word_mask [B, Ns, M], sentence_mask [B, Ns]."""
         f_video = self.video_encoder(batch.video, batch.video_mask)  # F^V: [B, Nv, D]
         f_words = self.text_encoder(batch.words, batch.word_mask)  # F^W: [B, Nw, D]
-        encoded = self.encoder(
-            f_video,
-            f_words,
-            batch.video_mask,
-            batch.word_mask,
-            batch.sentence_words,
-            batch.sentence_word_mask,
-            batch.sentence_mask,
-        )
+        encoded = self.encoder(f_video, f_words, batch)
 
         paragraph = self.paragraph_decoder(encoded.g_paragraph) if self.paragraph_decoder else None  # [B, 2]
         g_sp, sentence = self.sentence_decoder(

@@ -32,17 +32,18 @@ from common.atomic import append_line, atomic_path, recover, write_text
 from common.devices import autocast_dtype, resolve_device
 from common.errors import InputError, PipelineError
 from common.memory import keep_freed_memory
-from extract.text import Vocabulary, vocabulary_with_vectors
+from extract.spec import FeatureSpec
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_checkpoint, save_checkpoint
 from hscnet.config import Config, config_from_dict, load_config, save_config
-from hscnet.data import EpochSampler, GroundingDataset, make_loader, tokenize_paragraphs
+from hscnet.data import EpochSampler, GroundingDataset, Reading, make_loader, tokenize_paragraphs
 from hscnet.evaluate import predict, score
 from hscnet.features import open_features
 from hscnet.losses import total_loss
 from hscnet.metrics import format_metrics
 from hscnet.model import build_model
 from hscnet.prior import SpanPrior
+from hscnet.text import Vocabulary, vocabulary_with_vectors
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +84,79 @@ def learning_rate(config: Config, step: int, steps_per_epoch: int) -> float:
 def training_set(config: Config, paragraphs, store, vocab: Vocabulary, words) -> GroundingDataset:
     """The training paragraphs as bin/train samples them (1 to max_sentences, in annotation order,
     or every sentence; their videos whole or cropped: `data.sample_sentences`, `data.crop_videos`)."""
-    data = config.data
     return GroundingDataset(
         paragraphs,
         store,
         vocab,
-        data.num_clips,
-        data.feature_dim,
-        data.max_words,
-        data.max_sentences,
-        config.train.seed,
-        data.missing_features,
-        str(data.train),
-        words,
-        sample_sentences=data.sample_sentences,
-        crop_videos=data.crop_videos,
+        Reading.for_training(config),
+        words=words,
+        missing_features=config.data.missing_features,
+        source=str(config.data.train),
     )
+
+
+@dataclass
+class TrainingData:
+    """What a run trains and validates on, and what its checkpoints carry besides the weights."""
+
+    train_set: GroundingDataset
+    val_set: GroundingDataset | None
+    vocab: Vocabulary
+    word_vectors: torch.Tensor  # [V, De]; zeros when resuming, as the checkpoint's weights hold them
+    prior: SpanPrior
+    feature_spec: FeatureSpec | None  # None for released features
+
+
+def load_training_data(config: Config, checkpoint: dict | None) -> TrainingData:
+    """The annotations and features `config.data` names, with the vocabulary and prior of a new run
+    (from the training words and GloVe) or of the checkpoint being resumed."""
+    data = config.data
+    if not data.train:
+        raise InputError("data.train is not set: name the training annotation file (data.train=PATH)")
+    if not data.features:
+        raise InputError("data.features is not set: name a feature store folder or .hdf5 file (data.features=PATH)")
+    train_paragraphs = load_paragraphs(data.train, data.format)
+    val_paragraphs = load_paragraphs(data.val, data.format) if data.val else []
+    store = open_features(data.features)
+    feature_spec = store.spec()  # None for released features; a store of mixed specs is refused here
+    if feature_spec is not None and feature_spec.dim != data.feature_dim:
+        raise InputError(
+            f"{data.features}: holds {feature_spec.dim}-d features ({feature_spec.describe()}); "
+            f"data.feature_dim is {data.feature_dim}"
+        )
+    train_words = tokenize_paragraphs(train_paragraphs)
+    if checkpoint is None:
+        # Validation and test captions lend their words (not their times) to the vocabulary: see
+        # vocabulary_with_vectors. The test file is read for its words only.
+        test_paragraphs = load_paragraphs(data.test, data.format) if data.test else []
+        others = [s for p in tokenize_paragraphs([*val_paragraphs, *test_paragraphs]) for s in p]
+        vocab, vectors = vocabulary_with_vectors(
+            (s for p in train_words for s in p),
+            others,
+            config.text.min_count,
+            config.text.glove or None,
+            config.text.cache_dir or None,
+            config.train.seed,
+        )
+        log.info(vectors.report())
+        word_vectors = torch.from_numpy(vectors.matrix)
+        prior = SpanPrior.fit(train_paragraphs)
+    else:
+        vocab = Vocabulary(checkpoint["vocab"])
+        word_vectors = torch.zeros_like(checkpoint["model"]["text_encoder.embedding.weight"])  # loaded later
+        prior = SpanPrior.from_json(checkpoint["prior"])
+    val_set = None
+    if val_paragraphs:
+        val_set = GroundingDataset(
+            val_paragraphs,
+            store,
+            vocab,
+            Reading.for_evaluation(config),
+            missing_features=data.missing_features,
+            source=str(data.val),
+        )
+    train_set = training_set(config, train_paragraphs, store, vocab, train_words)
+    return TrainingData(train_set, val_set, vocab, word_vectors, prior, feature_spec)
 
 
 class _StopOnInterrupt:
@@ -134,188 +192,204 @@ def train(
     `on_step(state)` is called after every step; returning True stops the run as Ctrl-C does.
     Returns the final state (`state.interrupted` when it stopped early).
     """
+    started = time.time()
     device = resolve_device(config.train.device)
     if device.type == "cpu":
         keep_freed_memory()  # a step's activations would otherwise be mapped and zero-filled afresh
-    dtype = autocast_dtype(config.train.precision, device)
-    run_dir = Path(config.run_dir)
     torch.manual_seed(config.train.seed)
-    started = time.time()
-
-    if not config.data.train:
-        raise InputError("data.train is not set: name the training annotation file (data.train=PATH)")
-    if not config.data.features:
-        raise InputError("data.features is not set: name a feature store folder or .hdf5 file (data.features=PATH)")
-    train_paragraphs = load_paragraphs(config.data.train, config.data.format)
-    val_paragraphs = load_paragraphs(config.data.val, config.data.format) if config.data.val else []
-    store = open_features(config.data.features)
-    feature_spec = store.spec()  # None for released features; a store of mixed specs is refused here
-    if feature_spec is not None and feature_spec.dim != config.data.feature_dim:
-        raise InputError(
-            f"{config.data.features}: holds {feature_spec.dim}-d features ({feature_spec.describe()}); "
-            f"data.feature_dim is {config.data.feature_dim}"
-        )
-    train_words = tokenize_paragraphs(train_paragraphs)
-    if checkpoint is None:
-        # Validation and test captions lend their words (not their times) to the vocabulary: see
-        # vocabulary_with_vectors. The test file is read for its words only.
-        test_paragraphs = load_paragraphs(config.data.test, config.data.format) if config.data.test else []
-        others = [s for p in tokenize_paragraphs([*val_paragraphs, *test_paragraphs]) for s in p]
-        vocab, vectors = vocabulary_with_vectors(
-            (s for p in train_words for s in p),
-            others,
-            config.text.min_count,
-            config.text.glove or None,
-            config.text.cache_dir or None,
-            config.train.seed,
-        )
-        log.info(vectors.report())
-        word_vectors = torch.from_numpy(vectors.matrix)
-        prior = SpanPrior.fit(train_paragraphs)
-    else:
-        vocab = Vocabulary(checkpoint["vocab"])
-        word_vectors = torch.zeros_like(checkpoint["model"]["text_encoder.embedding.weight"])  # loaded below
-        prior = SpanPrior.from_json(checkpoint["prior"])
-    data = config.data
-    train_set = training_set(config, train_paragraphs, store, vocab, train_words)
-    val_set = None
-    if val_paragraphs:
-        val_set = GroundingDataset(
-            val_paragraphs,
-            store,
-            vocab,
-            data.num_clips,
-            data.feature_dim,
-            data.max_words,
-            missing_features=data.missing_features,
-            source=str(data.val),
-            chunk_sentences=data.max_sentences,
-        )
-
-    model = build_model(config, word_vectors).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
-    state = TrainState()
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        state = TrainState(**checkpoint["state"])
-        state.interrupted = False
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if device.type == "cuda" and checkpoint["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-
-    for repair in recover(run_dir, logs=("metrics.jsonl",)):
-        log.warning(f"{run_dir}: {repair} (left by an interrupted run)")
-    if checkpoint is not None:
-        dropped = drop_metrics_after(run_dir / "metrics.jsonl", state.epoch)
-        if dropped:
-            log.warning(
-                f"{run_dir / 'metrics.jsonl'}: dropped the lines of epochs {dropped[0]}-{dropped[-1]}, trained after "
-                f"last.pt was saved at epoch {state.epoch}; they run again"
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    from torch.utils.tensorboard import SummaryWriter  # imported late: it loads TensorBoard
-
-    writer = SummaryWriter(str(run_dir / "tensorboard"))
-    steps_per_epoch = math.ceil(len(train_set) / config.train.batch_size)
-    base = {
-        "config": config.to_dict(),
-        "vocab": vocab.words,
-        "prior": prior.to_json(),
-        "model_args": model.args.to_json(),
-        "feature_spec": feature_spec.to_json() if feature_spec is not None else None,
-        "feature_source": str(data.features),
-    }
-    log.info(
-        f"training on {len(train_set)} paragraphs ({steps_per_epoch} steps an epoch), validating on "
-        f"{len(val_set) if val_set else 0}; {sum(p.numel() for p in trainable) / 1e6:.2f}M trainable parameters, "
-        f"device {device}{', bf16 autocast' if dtype else ''}; run folder {run_dir}"
-    )
-
-    last_saved: float | None = None  # time.monotonic() of this process's last write of last.pt
-
-    def save(name: str) -> None:
-        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
-        content = {
-            **base,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "state": dataclasses.asdict(state),
-            "rng": rng,
-        }
-        save_checkpoint(run_dir / name, content)
-
+    data = load_training_data(config, checkpoint)
+    run = TrainingRun(config, data, device, checkpoint)
     try:
         with _StopOnInterrupt() as interrupt:
-            for epoch in range(state.epoch, config.train.epochs):
-                state.epoch = epoch
-                sampler = EpochSampler(
-                    len(train_set), config.train.seed, epoch, skip=state.step_in_epoch * config.train.batch_size
-                )
-                loader = make_loader(train_set, config.train.batch_size, data.num_workers, sampler, device)
-                bar = tqdm(
-                    loader,
-                    total=steps_per_epoch,
-                    initial=state.step_in_epoch,
-                    disable=not progress,
-                    desc=f"epoch {epoch + 1}/{config.train.epochs}",
-                    leave=False,
-                )
+            for epoch in range(run.state.epoch, config.train.epochs):
                 epoch_start = time.time()
-                for batch in bar:
-                    rate = learning_rate(config, state.global_step, steps_per_epoch)
-                    for group in optimizer.param_groups:
-                        group["lr"] = rate
-                    batch = batch.to(device)
-                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        loss, terms = total_loss(model(batch), batch, config.loss)
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"the loss became {loss.item()} at epoch {epoch + 1}, step {state.step_in_epoch + 1} "
-                            f"(global step {state.global_step + 1}); {run_dir / 'last.pt'} keeps the last saved state. "
-                            "Check the features for NaN or lower train.lr"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.train.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(trainable, config.train.grad_clip)
-                    optimizer.step()
-                    state.step_in_epoch += 1
-                    state.global_step += 1
-                    for name, value in {"loss": loss.item(), **terms}.items():
-                        state.loss_sums[name] = state.loss_sums.get(name, 0.0) + value
-                    bar.set_postfix(loss=f"{state.loss_sums['loss'] / state.step_in_epoch:.3f}")
-                    if state.global_step % 10 == 0:
-                        writer.add_scalar("train/loss", loss.item(), state.global_step)
-                        writer.add_scalar("train/lr", rate, state.global_step)
-                    if (on_step is not None and on_step(state)) or interrupt.requested:
-                        state.interrupted = True
-                        break
-                bar.close()
-                del loader, bar
-                if state.interrupted:
-                    save("last.pt")
-                    where = f"epoch {epoch + 1}, step {state.step_in_epoch}"
+                if run.train_epoch(epoch, lambda: (on_step is not None and on_step(run.state)) or interrupt.requested,
+                                   progress):  # fmt: skip
+                    run.save("last.pt")
+                    where = f"epoch {epoch + 1}, step {run.state.step_in_epoch}"
                     log.warning(
-                        f"stopped at {where}: saved {run_dir / 'last.pt'}; resume with: bin/train --resume {run_dir}"
+                        f"stopped at {where}: saved {run.run_dir / 'last.pt'}; resume with: bin/train --resume "
+                        f"{run.run_dir}"
                     )
-                    return state
-                improved = _finish_epoch(config, state, model, val_set, device, dtype, writer, run_dir, epoch_start,
-                                         progress)  # fmt: skip
-                waited = time.monotonic() - last_saved if last_saved is not None else math.inf
-                if improved or state.epoch == config.train.epochs or waited >= config.train.checkpoint_seconds:
-                    save("last.pt")
-                    last_saved = time.monotonic()
-                    if improved:
-                        with atomic_path(run_dir / "best.pt") as tmp:
-                            shutil.copyfile(run_dir / "last.pt", tmp)
+                    return run.state
+                run.finish_epoch(epoch_start, progress)
     finally:
-        writer.close()
+        run.writer.close()
+    state = run.state
     best = f"; best validation mIoU {100 * state.best_miou:.2f} at epoch {state.best_epoch + 1}"
     log.info(f"done in {time.time() - started:.0f} s{best if state.best_epoch >= 0 else ''}")
     return state
+
+
+class TrainingRun:
+    """One run's model, optimizer, state and run folder, and the steps of an epoch."""
+
+    def __init__(self, config: Config, data: TrainingData, device: torch.device, checkpoint: dict | None):
+        self.config, self.data, self.device = config, data, device
+        self.dtype = autocast_dtype(config.train.precision, device)
+        self.run_dir = Path(config.run_dir)
+        self.model = build_model(config, data.word_vectors).to(device)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        self.state = TrainState()
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self._prepare_run_dir(resumed=checkpoint is not None)
+        from torch.utils.tensorboard import SummaryWriter  # imported late: it loads TensorBoard
+
+        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self.steps_per_epoch = math.ceil(len(data.train_set) / config.train.batch_size)
+        self.last_saved: float | None = None  # time.monotonic() of this process's last write of last.pt
+        val_count = len(data.val_set) if data.val_set else 0
+        log.info(
+            f"training on {len(data.train_set)} paragraphs ({self.steps_per_epoch} steps an epoch), validating on "
+            f"{val_count}; {sum(p.numel() for p in self.trainable) / 1e6:.2f}M trainable parameters, "
+            f"device {device}{', bf16 autocast' if self.dtype else ''}; run folder {self.run_dir}"
+        )
+
+    def _restore(self, checkpoint: dict) -> None:
+        """Weights, optimizer, state and random generators, so that the run continues exactly."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.state = TrainState(**checkpoint["state"])
+        self.state.interrupted = False
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        if self.device.type == "cuda" and checkpoint["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+
+    def _prepare_run_dir(self, resumed: bool) -> None:
+        """Repair what an interrupted run left, drop the metrics of epochs that run again, save the config."""
+        for repair in recover(self.run_dir, logs=("metrics.jsonl",)):
+            log.warning(f"{self.run_dir}: {repair} (left by an interrupted run)")
+        if resumed:
+            dropped = drop_metrics_after(self.run_dir / "metrics.jsonl", self.state.epoch)
+            if dropped:
+                log.warning(
+                    f"{self.run_dir / 'metrics.jsonl'}: dropped the lines of epochs {dropped[0]}-{dropped[-1]}, "
+                    f"trained after last.pt was saved at epoch {self.state.epoch}; they run again"
+                )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.run_dir / "config.yaml")
+
+    def save(self, name: str) -> None:
+        """A checkpoint: what the model was made with and of (hscnet/checkpoint.py), and the run's state."""
+        data, device = self.data, self.device
+        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+        content = {
+            "config": self.config.to_dict(),
+            "vocab": data.vocab.words,
+            "prior": data.prior.to_json(),
+            "model_args": self.model.args.to_json(),
+            "feature_spec": data.feature_spec.to_json() if data.feature_spec is not None else None,
+            "feature_source": str(self.config.data.features),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "state": dataclasses.asdict(self.state),
+            "rng": rng,
+        }
+        save_checkpoint(self.run_dir / name, content)
+
+    def train_epoch(self, epoch: int, stop: Callable[[], bool], progress: bool) -> bool:
+        """The steps of `epoch` still to run; whether `stop()` asked to stop after one of them."""
+        config, state = self.config, self.state
+        state.epoch = epoch
+        sampler = EpochSampler(
+            len(self.data.train_set), config.train.seed, epoch, skip=state.step_in_epoch * config.train.batch_size
+        )
+        loader = make_loader(
+            self.data.train_set, config.train.batch_size, config.data.num_workers, sampler, self.device
+        )
+        bar = tqdm(
+            loader,
+            total=self.steps_per_epoch,
+            initial=state.step_in_epoch,
+            disable=not progress,
+            desc=f"epoch {epoch + 1}/{config.train.epochs}",
+            leave=False,
+        )
+        try:
+            for batch in bar:
+                loss = self.step(batch)
+                bar.set_postfix(loss=f"{state.loss_sums['loss'] / state.step_in_epoch:.3f}")
+                if state.global_step % 10 == 0:
+                    self.writer.add_scalar("train/loss", loss, state.global_step)
+                    self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], state.global_step)
+                if stop():
+                    state.interrupted = True
+                    return True
+        finally:
+            bar.close()
+        return False
+
+    def step(self, batch) -> float:
+        """One optimisation step on `batch` at the scheduled learning rate; returns its loss."""
+        config, state = self.config, self.state
+        rate = learning_rate(config, state.global_step, self.steps_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        batch = batch.to(self.device)
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            loss, terms = total_loss(self.model(batch), batch, config.loss)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the loss became {loss.item()} at epoch {state.epoch + 1}, step {state.step_in_epoch + 1} "
+                f"(global step {state.global_step + 1}); {self.run_dir / 'last.pt'} keeps the last saved state. "
+                "Check the features for NaN or lower train.lr"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.trainable, config.train.grad_clip)
+        self.optimizer.step()
+        state.step_in_epoch += 1
+        state.global_step += 1
+        for name, value in {"loss": loss.item(), **terms}.items():
+            state.loss_sums[name] = state.loss_sums.get(name, 0.0) + value
+        return loss.item()
+
+    def finish_epoch(self, epoch_start: float, progress: bool) -> None:
+        """Validate and record the epoch that just ended, then save `last.pt` (and `best.pt` when it improved)
+        if the epoch improved, was the last, or `train.checkpoint_seconds` have passed since the last save."""
+        config, state = self.config, self.state
+        steps = max(state.step_in_epoch, 1)
+        record = {
+            "epoch": state.epoch + 1,
+            "step": state.global_step,
+            "train": {name: value / steps for name, value in state.loss_sums.items()},
+        }
+        train_seconds = time.time() - epoch_start
+        metrics = {}
+        if self.data.val_set is not None:
+            predictions = predict(self.model, self.data.val_set, batch_size=config.eval.batch_size, device=self.device,
+                                  dtype=self.dtype, num_workers=config.data.num_workers, progress=progress)  # fmt: skip
+            metrics = score(predictions, config.eval.thresholds)
+            record["val"] = metrics
+        record["seconds"] = {"train": round(train_seconds, 1), "total": round(time.time() - epoch_start, 1)}
+        for name, value in record["train"].items():
+            self.writer.add_scalar(f"epoch/train_{name}", value, state.epoch + 1)
+        for name, value in metrics.items():
+            self.writer.add_scalar(f"val/{name}", value, state.epoch + 1)
+        self.writer.flush()
+        append_line(self.run_dir / "metrics.jsonl", json.dumps(record))
+        improved = bool(metrics) and metrics["mIoU"] > state.best_miou
+        if improved:
+            state.best_miou, state.best_epoch = metrics["mIoU"], state.epoch
+        state.epoch += 1
+        state.step_in_epoch = 0
+        state.loss_sums = {}
+        summary = f"epoch {record['epoch']}/{config.train.epochs}: train loss {record['train']['loss']:.4f}"
+        summary += f" ({train_seconds:.0f} s)"
+        if metrics:
+            summary += f" | val {format_metrics(metrics)}{' (best)' if improved else ''}"
+        log.info(summary)
+
+        waited = time.monotonic() - self.last_saved if self.last_saved is not None else math.inf
+        if improved or state.epoch == config.train.epochs or waited >= config.train.checkpoint_seconds:
+            self.save("last.pt")
+            self.last_saved = time.monotonic()
+            if improved:
+                with atomic_path(self.run_dir / "best.pt") as tmp:
+                    shutil.copyfile(self.run_dir / "last.pt", tmp)
 
 
 def drop_metrics_after(path: Path, epoch: int) -> list[int]:
@@ -327,41 +401,6 @@ def drop_metrics_after(path: Path, epoch: int) -> list[int]:
     if len(kept) < len(lines):
         write_text(path, "".join(line + "\n" for line in kept))
     return [json.loads(line)["epoch"] for line in lines[len(kept) :]]
-
-
-def _finish_epoch(config, state, model, val_set, device, dtype, writer, run_dir, epoch_start, progress) -> bool:
-    """Evaluate and record the epoch that just ended; whether its validation mIoU is the best so far."""
-    steps = max(state.step_in_epoch, 1)
-    record = {
-        "epoch": state.epoch + 1,
-        "step": state.global_step,
-        "train": {name: value / steps for name, value in state.loss_sums.items()},
-    }
-    train_seconds = time.time() - epoch_start
-    metrics = {}
-    if val_set is not None:
-        predictions = predict(model, val_set, config.eval.batch_size, device, dtype, config.data.num_workers, progress)
-        metrics = score(predictions, config.eval.thresholds)
-        record["val"] = metrics
-    record["seconds"] = {"train": round(train_seconds, 1), "total": round(time.time() - epoch_start, 1)}
-    for name, value in record["train"].items():
-        writer.add_scalar(f"epoch/train_{name}", value, state.epoch + 1)
-    for name, value in metrics.items():
-        writer.add_scalar(f"val/{name}", value, state.epoch + 1)
-    writer.flush()
-    append_line(run_dir / "metrics.jsonl", json.dumps(record))
-    improved = bool(metrics) and metrics["mIoU"] > state.best_miou
-    if improved:
-        state.best_miou, state.best_epoch = metrics["mIoU"], state.epoch
-    state.epoch += 1
-    state.step_in_epoch = 0
-    state.loss_sums = {}
-    summary = f"epoch {record['epoch']}/{config.train.epochs}: train loss {record['train']['loss']:.4f}"
-    summary += f" ({train_seconds:.0f} s)"
-    if metrics:
-        summary += f" | val {format_metrics(metrics)}{' (best)' if improved else ''}"
-    log.info(summary)
-    return improved
 
 
 def run(config_path: str | None, overrides: list[str], resume: str | None, progress: bool = True) -> int:

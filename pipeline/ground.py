@@ -30,8 +30,7 @@ from hscnet.report import EMBED_VIDEO_MAX_BYTES, write_report
 log = logging.getLogger(__name__)
 
 # The demo's model is its last epoch's: 6 validation videos (19 sentences) are too few to pick an
-# epoch on. Over six runs of the demo recipe, best.pt's mIoU on 95 held-out demo-world videos
-# trailed last.pt's by 0.0 to 3.3 points (README, "The demo").
+# epoch on (docs/results.md).
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "demo" / "run" / "last.pt"
 RAY_FROM_VIDEOS = 8  # a batch with this many distinct videos or more is extracted with Ray
 
@@ -98,37 +97,55 @@ def read_truth(path: str | os.PathLike, video: str | os.PathLike, sentences: int
     return truth
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which trained model grounds, and the files its features were made with (when not a random C3D)."""
+
+    checkpoint: str | os.PathLike | None = None  # None: the newest run under ./runs, then the demo's
+    weights: str | None = None
+    pca: str | None = None
+    device: str = "auto"
+
+    def load(self) -> Grounder:
+        checkpoint = self.checkpoint
+        if checkpoint is None:
+            checkpoint = default_checkpoint()
+            log.info(f"no --checkpoint given: using {checkpoint}")
+        return Grounder.from_checkpoint(checkpoint, weights=self.weights, pca=self.pca, device=self.device)
+
+
+@dataclass(frozen=True)
+class GroundOutputs:
+    """What bin/ground writes besides its table; each is skipped when None."""
+
+    json: str | None = None  # the result, in the layout of `Grounder.ground`
+    plot: str | None = None  # a timeline picture (PNG)
+    plot_sentence: int = 1  # whose words the picture draws, from 1
+    html: str | None = None  # a report page
+    truth: str | None = None  # an annotation file with the video's true spans, drawn beside the prediction
+    embed_max_bytes: int = EMBED_VIDEO_MAX_BYTES  # a larger video is referenced by the page, not embedded
+
+
 def ground_command(
     video: str | os.PathLike,
     paragraph_file: str | os.PathLike,
     *,
-    checkpoint: str | os.PathLike | None = None,
-    weights: str | None = None,
-    pca: str | None = None,
-    device: str = "auto",
+    model: ModelChoice = ModelChoice(),
+    outputs: GroundOutputs = GroundOutputs(),
     sentences_per_line: bool = False,
-    json_out: str | None = None,
-    plot_out: str | None = None,
-    plot_sentence: int = 1,
-    html_out: str | None = None,
-    truth_file: str | None = None,
-    embed_max_bytes: int = EMBED_VIDEO_MAX_BYTES,
 ) -> dict:
-    """bin/ground: prints the table, writes what was asked for, returns the result dict."""
-    if checkpoint is None:
-        checkpoint = default_checkpoint()
-        log.info(f"no --checkpoint given: using {checkpoint}")
+    """bin/ground: prints the table, writes what `outputs` asks for, returns the result dict."""
     paragraph = read_paragraph(paragraph_file, sentences_per_line)
-    result = Grounder.from_checkpoint(checkpoint, weights=weights, pca=pca, device=device).ground(video, paragraph)
-    truth = read_truth(truth_file, video, len(result["sentences"])) if truth_file else None
+    result = model.load().ground(video, paragraph)
+    truth = read_truth(outputs.truth, video, len(result["sentences"])) if outputs.truth else None
     print(format_table(result))
-    if json_out:
-        atomic.write_json(json_out, result)
-    if plot_out:
-        plot_grounding(result, plot_out, word_sentence=plot_sentence - 1, truth=truth)
-    if html_out:
-        write_report(result, html_out, video=video, truth=truth, embed_max_bytes=embed_max_bytes)
-        print(f"report page: {html_out}")
+    if outputs.json:
+        atomic.write_json(outputs.json, result)
+    if outputs.plot:
+        plot_grounding(result, outputs.plot, word_sentence=outputs.plot_sentence - 1, truth=truth)
+    if outputs.html:
+        write_report(result, outputs.html, video=video, truth=truth, embed_max_bytes=outputs.embed_max_bytes)
+        print(f"report page: {outputs.html}")
     return result
 
 
@@ -184,10 +201,7 @@ def ground_batch(
     items_file: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    checkpoint: str | os.PathLike | None = None,
-    weights: str | None = None,
-    pca: str | None = None,
-    device: str = "auto",
+    model: ModelChoice = ModelChoice(),
     features_dir: str | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -199,10 +213,7 @@ def ground_batch(
     from pipeline.extraction import run_extraction
 
     items = read_batch(items_file)
-    if checkpoint is None:
-        checkpoint = default_checkpoint()
-        log.info(f"no --checkpoint given: using {checkpoint}")
-    grounder = Grounder.from_checkpoint(checkpoint, weights=weights, pca=pca, device=device)
+    grounder = model.load()
     for item in items:
         if item.video is not None and not item.video.is_file():
             item.error = f"{item.video}: video file not found"
@@ -213,7 +224,7 @@ def ground_batch(
         if videos:
             use_ray = len(videos) >= ray_from_videos
             log.info(f"{len(videos)} videos to extract ({'with Ray' if use_ray else 'in this process'})")
-            run_extraction(videos, store_path, grounder.settings, workers, None, use_ray, progress)
+            run_extraction(videos, store_path, grounder.settings, workers=workers, use_ray=use_ray, progress=progress)
             store = FeatureStore(store_path)
             records = store.records()
             for video in videos:

@@ -20,7 +20,7 @@ from conftest import REPO, SMOKE, cli, overrides, threads_of_a_worker_pass
 
 from common import atomic
 from common.atomic import DiskFullError
-from extract.extractor import ExtractSettings
+from extract.settings import ExtractSettings
 from pipeline.extraction import run_extraction
 from pipeline.synthetic import write_video
 

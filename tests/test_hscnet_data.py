@@ -8,12 +8,12 @@ import torch
 from conftest import REPO, write_feature_store
 
 from common.errors import InputError
-from extract.text import Vocabulary
 from hscnet.annotations import read_annotations
 from hscnet.config import load_config
 from hscnet.data import (
     EpochSampler,
     GroundingDataset,
+    Reading,
     chunks,
     collate,
     crop_window,
@@ -21,6 +21,7 @@ from hscnet.data import (
     tokenize_paragraphs,
 )
 from hscnet.features import l2_normalize, prepare_video
+from hscnet.text import Vocabulary
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def val2_sample(shared_data, tmp_path):
 
 def test_batches_have_the_shapes_and_masks_the_model_needs(val2_sample):
     paragraphs, store, vocab, words = val2_sample
-    dataset = GroundingDataset(paragraphs, store, vocab, num_clips=256, feature_dim=500, max_words=64, words=words)
+    dataset = GroundingDataset(paragraphs, store, vocab, Reading(256, 500, 64), words=words)
     items = [dataset[i] for i in range(8)]
     batch = collate(items)
     ns = [len(p.sentences) for p in paragraphs[:8]]
@@ -67,7 +68,7 @@ def test_training_samples_at_most_eight_sentences_in_annotation_order(shared_dat
     store = write_feature_store(tmp_path / "store", {p.video: 30 for p in chosen}, dim=16)
     words = tokenize_paragraphs(chosen)
     vocab = Vocabulary.build(s for p in words for s in p)
-    dataset = GroundingDataset(chosen, store, vocab, 32, 16, max_words=64, max_sentences=8, seed=3, words=words)
+    dataset = GroundingDataset(chosen, store, vocab, Reading(32, 16, 64, max_sentences=8, seed=3), words=words)
     counts, shown_out_of_time_order = set(), 0
     for index in range(len(dataset)):
         item = dataset[(index, 0)]
@@ -83,7 +84,7 @@ def test_training_samples_at_most_eight_sentences_in_annotation_order(shared_dat
     epochs = [dataset[(0, epoch)]["meta"]["sentence_index"] for epoch in range(6)]
     assert len({tuple(e) for e in epochs}) > 1
     # A whole non-temporal paragraph, collated: its sentences stay as annotated.
-    full = GroundingDataset(unordered[:1], store, vocab, 32, 16, max_words=64, words=words[10:11])
+    full = GroundingDataset(unordered[:1], store, vocab, Reading(32, 16, 64), words=words[10:11])
     batch = collate([full[0]])
     expected = torch.tensor(unordered[0].timestamps, dtype=torch.float32) / unordered[0].duration
     torch.testing.assert_close(batch.spans[0], expected)
@@ -98,7 +99,7 @@ def test_sampler_skips_the_samples_a_resumed_run_has_already_seen():
 
 def test_truncation_is_counted(val2_sample):
     paragraphs, store, vocab, words = val2_sample
-    dataset = GroundingDataset(paragraphs, store, vocab, 64, 500, max_words=5, words=words)
+    dataset = GroundingDataset(paragraphs, store, vocab, Reading(64, 500, 5), words=words)
     expected = sum(len(s) > 5 for p in words for s in p)
     assert dataset.report.truncated_sentences == expected > 0
     assert all(len(s) <= 5 for item in dataset.items for s in item.word_ids)
@@ -109,8 +110,8 @@ def test_missing_features_are_an_error_or_skipped_and_counted(val2_sample, tmp_p
     partial = write_feature_store(tmp_path / "partial", {p.video: 10 for p in paragraphs[:40]}, dim=500)
     missing = list(dict.fromkeys(p.video for p in paragraphs[40:] if p.video not in partial))
     with pytest.raises(InputError, match=rf"{len(missing)} of \d+ videos have no features .*first: {missing[0]}"):
-        GroundingDataset(paragraphs, partial, vocab, 64, 500, 64, source="val_2", words=words)
-    skipped = GroundingDataset(paragraphs, partial, vocab, 64, 500, 64, missing_features="skip", words=words)
+        GroundingDataset(paragraphs, partial, vocab, Reading(64, 500, 64), source="val_2", words=words)
+    skipped = GroundingDataset(paragraphs, partial, vocab, Reading(64, 500, 64), missing_features="skip", words=words)
     assert len(skipped.report.skipped_videos) == sum(p.video not in partial for p in paragraphs)
     assert len(skipped) == sum(p.video in partial for p in paragraphs)
 
@@ -120,7 +121,7 @@ def test_a_wrong_feature_dimension_names_the_file(val2_sample):
     with pytest.raises(
         InputError, match=rf"{paragraphs[0].video}\.npy: features of shape \(40, 500\), expected \[clips, 4096\]"
     ):
-        GroundingDataset(paragraphs, store, vocab, 64, 4096, 64, words=words)
+        GroundingDataset(paragraphs, store, vocab, Reading(64, 4096, 64), words=words)
 
 
 def test_loader_workers_default_to_in_process_on_cpu_and_refuse_nonsense():
@@ -143,7 +144,7 @@ def test_evaluation_reads_a_long_paragraph_in_chunks_of_the_trained_length(share
     store = write_feature_store(tmp_path / "store", {longest.video: 20}, dim=16)
     words = tokenize_paragraphs([longest])
     vocab = Vocabulary.build(s for p in words for s in p)
-    dataset = GroundingDataset([longest], store, vocab, 32, 16, max_words=64, words=words, chunk_sentences=8)
+    dataset = GroundingDataset([longest], store, vocab, Reading(32, 16, 64, chunk_sentences=8), words=words)
     assert [len(item.texts) for item in dataset.items] == [6, 6, 6, 7]
     assert [t for item in dataset.items for t in item.texts] == longest.sentences
     assert dataset.report.chunked_paragraphs == 1
@@ -155,8 +156,10 @@ def test_training_on_every_sentence_reads_the_chunks_evaluation_reads(shared_dat
     store = write_feature_store(tmp_path / "store", {p.video: 30 for p in chosen}, dim=16)
     words = tokenize_paragraphs(chosen)
     vocab = Vocabulary.build(s for p in words for s in p)
-    every = GroundingDataset(chosen, store, vocab, 32, 16, 64, max_sentences=8, words=words, sample_sentences=False)
-    evaluation = GroundingDataset(chosen, store, vocab, 32, 16, 64, words=words, chunk_sentences=8)
+    every = GroundingDataset(
+        chosen, store, vocab, Reading(32, 16, 64, max_sentences=8, sample_sentences=False), words=words
+    )
+    evaluation = GroundingDataset(chosen, store, vocab, Reading(32, 16, 64, chunk_sentences=8), words=words)
     assert len(every) == len(evaluation) > len(chosen)  # the long paragraphs in chunks of at most 8
     for index in range(len(every)):
         for epoch in range(3):  # the same sentences every epoch: nothing is sampled
@@ -172,7 +175,9 @@ def test_cropped_videos_keep_every_sentence_and_move_it_in_time(shared_data, tmp
     store = write_feature_store(tmp_path / "store", clips, dim=16)
     words = tokenize_paragraphs(chosen)
     vocab = Vocabulary.build(s for p in words for s in p)
-    dataset = GroundingDataset(chosen, store, vocab, 32, 16, 64, max_sentences=8, seed=1, words=words, crop_videos=True)
+    dataset = GroundingDataset(
+        chosen, store, vocab, Reading(32, 16, 64, max_sentences=8, seed=1, crop_videos=True), words=words
+    )
     cropped = 0
     for index, paragraph in enumerate(chosen):
         features = l2_normalize(store.read(paragraph.video).astype(np.float32))

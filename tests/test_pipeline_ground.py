@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from conftest import REPO, cli
 
+from benchmarks.proxy_store import write_proxy_store
 from common.errors import InputError
 from hscnet.annotations import Paragraph
 from hscnet.config import load_config
 from hscnet.grounder import Grounder
 from hscnet.train import train
-from pipeline.ground import ground_command
-from pipeline.proxy import write_proxy_store
+from pipeline.ground import GroundOutputs, ModelChoice, ground_command
 
 
 def test_ground_gives_valid_json_for_every_sentence_and_word(small_world, tmp_path):
@@ -25,9 +25,8 @@ def test_ground_gives_valid_json_for_every_sentence_and_word(small_world, tmp_pa
     result = ground_command(
         folder / "videos" / f"{video}.mp4",
         folder / "paragraphs" / f"{video}.txt",
-        checkpoint=folder / "run" / "last.pt",
-        json_out=str(tmp_path / "g.json"),
-        plot_out=str(tmp_path / "g.png"),
+        model=ModelChoice(checkpoint=folder / "run" / "last.pt"),
+        outputs=GroundOutputs(json=str(tmp_path / "g.json"), plot=str(tmp_path / "g.png")),
     )
     assert json.loads((tmp_path / "g.json").read_text()) == result
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -57,7 +56,7 @@ def test_ground_errors_are_one_clear_line(small_world, tmp_path):
     with pytest.raises(InputError, match=r"broken\.mp4: cannot decode"):
         grounder.ground(tmp_path / "broken.mp4", paragraph.read_text())
     with pytest.raises(InputError, match=r"empty\.txt: empty paragraph"):
-        ground_command(video, tmp_path / "empty.txt", checkpoint=checkpoint)
+        ground_command(video, tmp_path / "empty.txt", model=ModelChoice(checkpoint=checkpoint))
     with pytest.raises(InputError, match=r"--weights .* would not match"):
         Grounder.from_checkpoint(checkpoint, weights=str(paragraph))
 
@@ -193,17 +192,15 @@ def test_batch_of_many_videos_extracts_with_ray_into_a_store_a_rerun_reuses(smal
         [{"video": str(folder / "videos" / f"{p['video']}.mp4"), "paragraph": p["sentences"]} for p in everything],
     )
     checkpoint = folder / "run" / "last.pt"
-    code = ground_batch(
-        items, tmp_path / "a.jsonl", checkpoint=checkpoint, features_dir=str(tmp_path / "store"), progress=False,
-        ray_from_videos=2,
-    )  # fmt: skip
+    model = ModelChoice(checkpoint=checkpoint)
+    store = str(tmp_path / "store")
+    code = ground_batch(items, tmp_path / "a.jsonl", model=model, features_dir=store, progress=False, ray_from_videos=2)
     assert code == 0
     manifest = (tmp_path / "store" / "manifest.jsonl").read_text().splitlines()
     assert len(manifest) == len(everything)
     lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert [line["video"] for line in lines] == [f"{p['video']}.mp4" for p in everything]
     assert all(len(line["sentences"]) == len(p["sentences"]) for line, p in zip(lines, everything, strict=True))
-    code = ground_batch(items, tmp_path / "b.jsonl", checkpoint=checkpoint, features_dir=str(tmp_path / "store"),
-                        progress=False, ray_from_videos=2)  # fmt: skip
+    code = ground_batch(items, tmp_path / "b.jsonl", model=model, features_dir=store, progress=False, ray_from_videos=2)
     assert code == 0 and len((tmp_path / "store" / "manifest.jsonl").read_text().splitlines()) == len(everything)
     assert (tmp_path / "b.jsonl").read_text() == (tmp_path / "a.jsonl").read_text()
