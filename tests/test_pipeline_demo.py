@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import SMALL, WORLD_CLIPS, WORLD_SEED
 
+from extract.store import FeatureStore
+from hscnet.checkpoint import load_checkpoint
 from pipeline import synthetic
 
 
@@ -26,4 +30,15 @@ def test_the_whole_demo_in_miniature(tmp_path, ray_session):
     assert set(summary["seconds"]) == {"generate", "extract", "train", "evaluate", "ground"}
     for name in ("eval.json", "ground.json", "ground.png", "summary.json", "run/last.pt", "features/manifest.jsonl"):
         assert (tmp_path / "demo" / name).is_file(), name
-    assert 0 <= summary["test"]["mIoU"] <= 1 and "mIoU" in summary["prior"]
+    evaluation = json.loads((tmp_path / "demo" / "eval.json").read_text())
+    assert (summary["test"], summary["prior"]) == (evaluation["metrics"], evaluation["prior"])
+    assert evaluation["split"] == "test" and evaluation["sentences"] >= 1
+    assert 0 <= summary["test"]["mIoU"] <= 1 and 0 < summary["prior"]["mIoU"] <= 1
+    checkpoint = load_checkpoint(tmp_path / "demo" / "run" / "last.pt")
+    assert checkpoint["state"]["epoch"] == 3  # the override reached training
+    records = FeatureStore(tmp_path / "demo" / "features").records()
+    assert len(records) == videos and all(record.status == "ok" for record in records.values())
+    grounded = json.loads((tmp_path / "demo" / "ground.json").read_text())
+    paragraph = (tmp_path / "demo" / "paragraphs" / grounded["video"].replace(".mp4", ".txt")).read_text()
+    assert " ".join(sentence["text"] for sentence in grounded["sentences"]) == " ".join(paragraph.split())
+    assert all(0 <= s["start"] <= s["end"] <= grounded["duration"] for s in grounded["sentences"])

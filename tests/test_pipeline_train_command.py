@@ -1,4 +1,4 @@
-"""pipeline/train_command.py: the design card's three commands on raw videos and one captions file."""
+"""pipeline/train_command.py: the README's three commands on raw videos and one captions file."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def run(folder, *args):
 
 
 @pytest.mark.slow
-def test_the_cards_three_commands_from_raw_videos_and_captions_to_spans(tmp_path):
+def test_the_three_commands_from_raw_videos_and_captions_to_spans(tmp_path):
     # Three videos (12 C3D clips), the fewest a captions file may hold: one each to train, validate and test.
     splits = synthetic.generate_world(tmp_path / "world", clips=12, seed=140, progress=False, shape=TINY)
     paragraphs = [p for items in splits.values() for p in items]
