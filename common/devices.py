@@ -20,11 +20,9 @@ def resolve_device(name: str) -> torch.device:
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast type of HSCNet's training and inference: none (float32) by default on CPU and
-    CUDA alike. On an H200 at the paper's batch sizes a bf16 autocast step was no faster than
-    float32 (benchmarks/model_step.py, ActivityNet B 32: 67-79 against 61-80 ms; TACoS B 16: 107-124
-    against 78-92 ms): the step is bound by launching its ~3000 kernels, not by the GPU's
-    arithmetic, and autocast adds its casts. At four times the batch it was 1.8-2.0 times as fast
-    (`--batch-scale 4`), so it stays one override away (`train.precision=bf16`)."""
+    CUDA alike. At the paper's batch sizes a GPU step is bound by launching its ~3000 kernels, so
+    bf16 autocast, which adds casts, was no faster there; at four times the batch it was about twice
+    as fast (docs/benchmarks.md), so it stays one override away (`train.precision=bf16`)."""
     if precision in {"auto", "fp32", "float32"}:
         return None
     if precision in {"bf16", "bfloat16"}:

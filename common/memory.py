@@ -4,18 +4,10 @@ glibc's malloc serves every allocation over 32 MiB with a fresh `mmap` and unmap
 and gives a thread other than the first its own arena, where anything over 64 MiB is mapped
 the same way. The kernel then zero-fills each page of such a block at its first touch, every
 time. C3D's activations are such blocks (conv1's output is 205 MB for 8 clips in bf16), and so
-are HSCNet's at the paper's batch sizes. Measured on a 2-core Intel Xeon with AMX-bf16:
-
-- C3D, bf16 channels_last_3d, 8 clips on one thread: 165,000 page faults and 0.28 s of kernel
-  time in 1.24 s; 0.99 s with freed memory kept. Two 8-clip passes at once on two Python
-  threads, as the extraction worker runs them: 1.27 s, 0.95 s with one arena as well (without
-  it the threads' arenas still mapped afresh: 1.20 s).
-- The same Xeon limited to AVX2 (float32): 2 threads, 8 clips 3.61 s, 3.26 s kept.
-- One HSCNet training step (benchmarks/model_step.py, float32, 2 threads) at the paper's ActivityNet
-  size: 6.82 s, 5.27 s kept; at TACoS's: 20.64 s, 11.84 s kept.
-
-The price: a process's resident memory stays at its peak between batches instead of dropping
-(its peak itself grew by 0-15 % in those measurements).
+are HSCNet's at the paper's batch sizes. Keeping them made C3D and a training step 10 to 40 %
+faster (docs/benchmarks.md, "Memory"); one arena matters too, since the extraction worker's
+passes run on threads of their own. The price: a process's resident memory stays at its peak
+between batches instead of dropping.
 
 Where a process starts with `MALLOC_SETTINGS` in its environment, glibc applies them to every
 thread from the first allocation on: Ray's extraction workers get them so, from the Ray that
@@ -64,8 +56,8 @@ def keep_freed_memory() -> bool:
 def children_keep_freed_memory() -> Iterator[None]:
     """Processes started inside this block start with `MALLOC_SETTINGS` (and so do theirs: Ray's daemons
     pass their environment on to the workers they start); this process's own environment is as before
-    afterwards. Ray gives an actor with a `runtime_env` a worker process of its own, started when the
-    actor is, instead of one started with Ray: 0.6 s more before the first clip (Xeon, 2 cores)."""
+    afterwards. The other way, a `runtime_env`, makes Ray start the actor a worker process of its own,
+    later than one started with Ray."""
     before = {name: os.environ.get(name) for name in MALLOC_SETTINGS}
     os.environ.update(MALLOC_SETTINGS)
     try:

@@ -1,7 +1,7 @@
 """The synthetic demo world: raw MP4 videos of coloured shapes doing things, with paragraphs.
 
-No pretrained backbone can be downloaded on the project's machines, so the demo brings its own
-data. In each video, two to four shapes (circles, squares, triangles, each in its own colour)
+The demo needs no download (no pretrained backbone, no data set), so it brings its own data.
+In each video, two to four shapes (circles, squares, triangles, each in its own colour)
 take turns: a shape comes in from a side, does one thing (grows, shrinks, moves, bounces or
 changes colour) and leaves. Between these episodes lie idle stretches of empty scene of uneven
 length, and now and then the next shape comes in before the last has gone. A paragraph
