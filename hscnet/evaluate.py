@@ -20,6 +20,7 @@ from tqdm import tqdm
 from common import atomic
 from common.devices import autocast_dtype, resolve_device
 from common.errors import InputError
+from common.wording import count
 from extract.store import FeatureStore, video_id_for
 from extract.video import list_videos
 from hscnet.annotations import load_paragraphs
@@ -200,7 +201,8 @@ def evaluate_checkpoint(
         "dataset prior": score(prior_predictions(prior, predictions), config.eval.thresholds),
     }
     sentences = sum(len(p["sentences"]) for p in predictions)
-    print(f"{Path(annotation_path).name}: {len(predictions)} paragraphs, {sentences} sentences ({split} split)")
+    print(f"{Path(annotation_path).name}: {count(len(predictions), 'paragraph')}, {count(sentences, 'sentence')} "
+          f"({split} split)")  # fmt: skip
     print(results_table(rows))
     result = {
         "checkpoint": str(checkpoint),
@@ -222,7 +224,7 @@ def evaluate_checkpoint(
         found = sum(result["video"] in files and files[result["video"]].is_file() for result, _ in reports)
         heading = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name} on {Path(annotation_path).name} ({split})"
         facts = " · ".join(
-            [f"{sentences} sentences"]
+            [count(sentences, "sentence")]
             + [f"{label} mIoU {100 * metrics['mIoU']:.2f}" for label, metrics in rows.items()]
         )
         index = write_eval_pages(reports, html_dir, files, heading, facts)

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from common.devices import resolve_device
 from common.errors import InputError
+from common.wording import count
 from extract.backbones import BACKBONES, C3D_LAYERS
 from extract.c3d import load_c3d, load_pca
 from extract.encoders import build_encoder
@@ -35,6 +37,7 @@ from extract.extractor import extract_video
 from extract.settings import ExtractSettings
 from extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
 from extract.store import video_id_for
+from extract.video import VideoInfo, clip_count, decode_clips, frame_sequence
 from hscnet.checkpoint import TrainedModel, load_model
 from hscnet.infer import ground_paragraph
 from hscnet.text import PAD, UNK, Vocabulary, english, load_word_vectors, parse_paragraph
@@ -44,11 +47,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EncodedVideo:
-    """A video's features as extracted ([clips, D], before the model's resampling), and its length."""
+    """A video's features as extracted ([clips, D], before the model's resampling), its length, and the
+    time of its first frame in the file (where a player's clock stands there)."""
 
     name: str
     features: np.ndarray
     duration: float
+    start: float = 0.0
+
+
+UNKNOWN_WARNING_SHARE = 0.5  # a paragraph with at least this share of unknown words is grounded with a warning
 
 
 def extraction_settings(
@@ -119,6 +127,9 @@ class Grounder:
 
     def __init__(self, trained: TrainedModel, settings: ExtractSettings, device: torch.device):
         self.trained, self.settings, self.device = trained, settings, device
+        # spaCy takes about a second to import and build: let that happen while the backbone loads.
+        self._text_ready = threading.Thread(target=english, daemon=True)
+        self._text_ready.start()
         self.spec = settings.spec()  # the files' own identities, also where the checkpoint names a released recipe
         self.encoder = build_encoder(settings)
 
@@ -134,29 +145,58 @@ class Grounder:
             trained, extraction_settings(trained.feature_spec, str(path), weights, pca, str(torch_device)), torch_device
         )
 
-    def encode_video(self, video: str | os.PathLike) -> EncodedVideo:
-        """Decode a video and extract its features with the checkpoint's spec."""
-        features, record = extract_video(
-            video, video_id_for(video), self.encoder.encode, self.spec, decoder=self.settings.decoder
-        )
+    def encode_video(self, video: str | os.PathLike, *, progress: bool = False) -> EncodedVideo:
+        """Decode a video and extract its features with the checkpoint's spec; `progress` shows a bar of its
+        clips (a long video takes minutes on a CPU). A video that ends before its container says is
+        extracted, with a warning."""
+        bar = tqdm(unit="clip", desc=f"extracting {Path(video).name}", disable=not progress, leave=False)
+
+        def decode(info: VideoInfo):
+            bar.total = clip_count(
+                len(frame_sequence(info, self.spec.sample_fps)), self.spec.clip_len, self.spec.stride
+            )
+            bar.refresh()
+            yield from decode_clips(video, self.spec, info, decoder=self.settings.decoder)
+
+        def encode(clips: np.ndarray) -> np.ndarray:
+            features = self.encoder.encode(clips)
+            bar.update(len(clips))
+            return features
+
+        try:
+            features, record = extract_video(
+                video, video_id_for(video), encode, self.spec, decode, self.settings.decoder
+            )
+        finally:
+            bar.close()
         if features is None:
             raise InputError(record.error)
-        return EncodedVideo(Path(video).name, features, record.duration)
+        if record.warning:
+            log.warning(f"{video}: {record.warning}")
+        return EncodedVideo(Path(video).name, features, record.duration, record.start)
 
-    def ground(self, video: str | os.PathLike | EncodedVideo, paragraph: str | Sequence[str]) -> dict:
+    def ground(
+        self, video: str | os.PathLike | EncodedVideo, paragraph: str | Sequence[str], *, progress: bool = False
+    ) -> dict:
         """A start and end time (seconds) for the paragraph, each sentence and each word; `paragraph` is
-        text (split into sentences by spaCy) or a list of sentences (kept as given)."""
+        text (split into sentences by spaCy) or a list of sentences (kept as given). A paragraph most of
+        whose words the model does not know is grounded with a warning: its spans mean little."""
+        self._text_ready.join()
+        parsed = parse_paragraph(paragraph)  # a paragraph that cannot be read fails before the video is read
         if not isinstance(video, EncodedVideo):
-            # spaCy takes about a second to import and build: let that happen while C3D works.
-            text_ready = threading.Thread(target=english, daemon=True)
-            text_ready.start()
-            video = self.encode_video(video)
-            text_ready.join()
-        parsed = parse_paragraph(paragraph)
+            video = self.encode_video(video, progress=progress)
         self.learn_words(parsed.words)
-        return ground_paragraph(
+        words = [word for sentence in parsed.sentences for word in sentence]
+        unknown = sum(word not in self.trained.vocab.index for word in words)
+        if words and unknown / len(words) >= UNKNOWN_WARNING_SHARE:
+            log.warning(
+                f"{unknown} of the paragraph's {count(len(words), 'word')} ({unknown / len(words):.0%}) are unknown "
+                "to the model, which reads English through GloVe: the spans mean little"
+            )
+        result = ground_paragraph(
             self.trained, video.features, video.duration, list(parsed.texts), video=video.name, device=self.device
         )
+        return {**result, "video_start": round(video.start, 3)}
 
     def learn_words(self, words: Sequence[str]) -> list[str]:
         """Give words the vocabulary lacks their GloVe vectors (the checkpoint's GloVe source), where GloVe

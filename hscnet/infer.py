@@ -4,7 +4,9 @@ The result is the JSON of `bin/ground --json` (ARCHITECTURE.md): the paragraph's
 paragraph decoder's, or the hull of the sentences' when the model has none), each sentence's
 final span T^, and each word's span from the word-level decoder T~^W (the sentence's span when
 the model has no word decoder).
-Times are in seconds, clipped to the video, start <= end.
+Times are in seconds, clipped to the video, start <= end. The spans nest: each word's span is
+clipped to its sentence's (L_subset trains words to stay inside; what still sticks out is cut), and
+the paragraph's span is widened to hold every sentence.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def ground_paragraph(
             start, end = _seconds(final[k], duration)
             tokens = parsed.sentences[i]
             spans = [_seconds(words[k, j], duration) if words is not None else (start, end) for j in range(len(tokens))]
+            spans = [(min(max(s, start), end), max(min(e, end), start)) for s, e in spans]  # inside the sentence
             word_entries = [{"word": word, "start": s, "end": e} for word, (s, e) in zip(tokens, spans, strict=True)]
             found.append({"text": parsed.texts[i], "start": start, "end": end, "words": word_entries})
         sentences += found
@@ -74,6 +77,8 @@ def ground_paragraph(
             paragraph_spans.append(_seconds(output.paragraph[0].float().cpu().numpy(), duration))
         else:
             paragraph_spans.append((min(s["start"] for s in found), max(s["end"] for s in found)))
+    # The paragraph holds its sentences: the paragraph decoder's span, widened where a sentence sticks out.
+    paragraph_spans.append((min(s["start"] for s in sentences), max(s["end"] for s in sentences)))
     result = {
         "video": video,
         "duration": round(float(duration), 3),

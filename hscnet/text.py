@@ -77,16 +77,44 @@ class ParsedParagraph:
         return [j for sentence in self.sentences for j in range(len(sentence))]
 
 
+# Scripts written without spaces between words, which spaCy's English tokenizer reads as one "word" a run.
+_UNSPACED_SCRIPTS = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x0F00, 0x0FFF),  # Tibetan
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xAC00, 0xD7AF),  # Hangul syllables (spaced, but GloVe's English words hold none)
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+)
+
+
+def check_script(text: str) -> None:
+    """Refuse text most of whose letters are in a script the English tokenizer cannot split into words
+    (Chinese, Japanese, Thai, ...): it would be grounded as a sentence of one "word" the model never saw."""
+    letters = [ch for ch in text if ch.isalpha()]
+    unspaced = sum(any(low <= ord(ch) <= high for low, high in _UNSPACED_SCRIPTS) for ch in letters)
+    if letters and unspaced > len(letters) / 2:
+        raise InputError(
+            "the paragraph is written in a script without spaces between words (such as Chinese, Japanese or "
+            "Thai), which the English tokenizer cannot split; the model reads English"
+        )
+
+
 def parse_paragraph(paragraph: str | Sequence[str]) -> ParsedParagraph:
     """Split a paragraph into sentences of words.
 
     A string is split into sentences by spaCy's sentencizer. A list keeps the annotation's
     own sentences: a TACoS "sentence" may hold two grammatical sentences and stays one.
-    Raises InputError for an empty paragraph or a sentence without a single word.
+    Raises InputError for an empty paragraph, a sentence without a single word, or text in a script
+    the English tokenizer cannot split (`check_script`).
     """
     if isinstance(paragraph, str):
         if not paragraph.strip():
             raise InputError("empty paragraph: no text to ground")
+        check_script(paragraph)
         doc = english()(paragraph)
         spans = [span for span in doc.sents if _words_of(span)]
         texts = tuple(span.text.strip() for span in spans)
@@ -95,6 +123,7 @@ def parse_paragraph(paragraph: str | Sequence[str]) -> ParsedParagraph:
         texts = tuple(str(text).strip() for text in paragraph)
         if not texts:
             raise InputError("empty paragraph: it has no sentences")
+        check_script(" ".join(texts))
         tokenizer = english().tokenizer
         sentences = tuple(tuple(_words_of(tokenizer(text))) for text in texts)
         for index, (text, words) in enumerate(zip(texts, sentences, strict=True)):

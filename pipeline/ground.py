@@ -21,11 +21,14 @@ from tqdm import tqdm
 
 from common import atomic
 from common.errors import InputError
+from common.wording import count
 from extract.store import FeatureStore, video_id_for
+from extract.video import probe
 from hscnet.annotations import load_paragraphs
 from hscnet.grounder import EncodedVideo, Grounder
 from hscnet.plot import plot_grounding
 from hscnet.report import EMBED_VIDEO_MAX_BYTES, write_report
+from hscnet.text import parse_paragraph
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +52,58 @@ def default_checkpoint(runs: Path = Path("runs")) -> Path:
     )
 
 
-def read_paragraph(path: str | os.PathLike, sentences_per_line: bool) -> str | list[str]:
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """A text file a user gives, as UTF-8 with or without a byte-order mark; one line naming the file when it
+    is missing, a folder, or in another encoding."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a {what} file")
     if not path.is_file():
-        raise InputError(f"{path}: paragraph file not found")
-    text = path.read_text(encoding="utf-8")
+        raise InputError(f"{path}: {what} file not found")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark (as some editors save) is not part of the text
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start}); save it as UTF-8"
+        ) from None
+
+
+def read_paragraph(path: str | os.PathLike, sentences_per_line: bool) -> str | list[str]:
+    """The paragraph of a text file, checked as the model will read it (words, a script it can split)."""
+    path = Path(path)
+    text = read_text_file(path, "paragraph")
     if not text.strip():
         raise InputError(f"{path}: empty paragraph: the file has no text")
-    if sentences_per_line:
-        return [line.strip() for line in text.splitlines() if line.strip()]
-    return text
+    paragraph = [line.strip() for line in text.splitlines() if line.strip()] if sentences_per_line else text
+    try:
+        parse_paragraph(paragraph)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    return paragraph
+
+
+def check_output(path: str | os.PathLike | None, what: str) -> None:
+    """Refuse, before any work, an output path that cannot be written: a folder, or one inside a file or a
+    folder that does not exist or cannot be written to."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name for the {what}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{path}: cannot write the {what} there: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write the {what} there: {parent} is not writable")
+
+
+def check_video(path: str | os.PathLike) -> None:
+    """A video that is missing, a folder, or cannot be opened fails here, before anything loads: reading its
+    packets' timestamps takes a fraction of a second, decoding it comes later."""
+    probe(path)
 
 
 def format_table(result: dict) -> str:
@@ -74,11 +119,13 @@ def format_table(result: dict) -> str:
     if "chunks" in result:
         sizes = ", ".join(str(len(chunk)) for chunk in result["chunks"])
         lines.append(
-            f"{len(result['sentences'])} sentences, grounded in chunks of at most the trained length ({sizes})"
+            f"{count(len(result['sentences']), 'sentence')}, grounded in chunks of at most the trained length ({sizes})"
         )
     if result["unknown_words"]:
         unknown = result["unknown_words"]
-        lines.append(f"{len(unknown)} words neither training nor GloVe knows (read as unknown): {', '.join(unknown)}")
+        lines.append(
+            f"{count(len(unknown), 'word')} neither training nor GloVe knows (read as unknown): {', '.join(unknown)}"
+        )
     return "\n".join(lines)
 
 
@@ -133,10 +180,17 @@ def ground_command(
     model: ModelChoice = ModelChoice(),
     outputs: GroundOutputs = GroundOutputs(),
     sentences_per_line: bool = False,
+    progress: bool = True,
 ) -> dict:
-    """bin/ground: prints the table, writes what `outputs` asks for, returns the result dict."""
+    """bin/ground: prints the table, writes what `outputs` asks for, returns the result dict. Every input
+    and output path is checked before the model loads."""
+    check_video(video)
     paragraph = read_paragraph(paragraph_file, sentences_per_line)
-    result = model.load().ground(video, paragraph)
+    for path, what in ((outputs.json, "JSON"), (outputs.plot, "picture"), (outputs.html, "report page")):
+        check_output(path, what)
+    if outputs.truth:
+        read_text_file(outputs.truth, "annotation")
+    result = model.load().ground(video, paragraph, progress=progress)
     truth = read_truth(outputs.truth, video, len(result["sentences"])) if outputs.truth else None
     print(format_table(result))
     if outputs.json:
@@ -157,26 +211,26 @@ class BatchItem:
     video: Path | None = None
     paragraph: str | list[str] | None = None
     error: str = ""
+    given: str | None = None  # the video as the line names it, what the output line names too
 
 
 def read_batch(path: str | os.PathLike) -> list[BatchItem]:
     """The items of a JSONL file of `{"video", "paragraph"}` lines (a relative video path is relative to
     the file's folder; a paragraph is text or a list of sentences). A bad line is an item that failed."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: batch file not found")
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path, "batch").splitlines(), start=1):
         if not line.strip():
             continue
         item = BatchItem(number)
         try:
             entry = json.loads(line)
         except json.JSONDecodeError as error:
-            item.error = f"{path}:{number}: not JSON ({error.msg})"
+            item.error = f"{path}:{number}: not JSON ({error.msg} at column {error.colno})"
             items.append(item)
             continue
         video, paragraph = (entry.get("video"), entry.get("paragraph")) if isinstance(entry, dict) else (None, None)
+        item.given = video if isinstance(video, str) else None
         if not isinstance(video, str) or not video:
             item.error = f'{path}:{number}: no "video" path'
         elif _is_paragraph(paragraph):
@@ -213,24 +267,33 @@ def ground_batch(
     from pipeline.extraction import run_extraction
 
     items = read_batch(items_file)
-    grounder = model.load()
+    check_output(out, "predictions")
     for item in items:
         if item.video is not None and not item.video.is_file():
-            item.error = f"{item.video}: video file not found"
+            item.error = (
+                f"{item.video}: {'is a folder, not a video file' if item.video.is_dir() else 'video file not found'}"
+            )
+        elif item.paragraph is not None:
+            try:
+                parse_paragraph(item.paragraph)
+            except InputError as error:  # this item's paragraph: recorded, the others go on
+                item.error = f"{items_file}:{item.line}: {error}"
+    grounder = model.load()
     videos = sorted({item.video.resolve() for item in items if not item.error})
     with tempfile.TemporaryDirectory(prefix="hscnet-batch-") as scratch:
         store_path = Path(features_dir) if features_dir else Path(scratch) / "features"
         encoded: dict[Path, EncodedVideo | str] = {}
         if videos:
             use_ray = len(videos) >= ray_from_videos
-            log.info(f"{len(videos)} videos to extract ({'with Ray' if use_ray else 'in this process'})")
+            log.info(f"{count(len(videos), 'video')} to extract ({'with Ray' if use_ray else 'in this process'})")
             run_extraction(videos, store_path, grounder.settings, workers=workers, use_ray=use_ray, progress=progress)
             store = FeatureStore(store_path)
             records = store.records()
             for video in videos:
                 record = records[video_id_for(video)]
                 if record.status == "ok":
-                    encoded[video] = EncodedVideo(video.name, store.read(record.video_id), record.duration)
+                    features = store.read(record.video_id)
+                    encoded[video] = EncodedVideo(video.name, features, record.duration, record.start)
                 else:
                     encoded[video] = record.error
         lines, failed = [], 0
@@ -248,13 +311,13 @@ def ground_batch(
 
 
 def _ground_item(grounder: Grounder, item: BatchItem, encoded: dict) -> dict:
-    video = str(item.video) if item.video is not None else None
+    video = item.given
     if item.error:
         return {"line": item.line, "video": video, "error": item.error}
     features = encoded[item.video.resolve()]
     if isinstance(features, str):
         return {"line": item.line, "video": video, "error": features}
     try:
-        return {"line": item.line, **grounder.ground(features, item.paragraph)}
+        return {"line": item.line, **grounder.ground(features, item.paragraph), "video": video}
     except InputError as error:  # this item's paragraph (no words, say): recorded, the others go on
         return {"line": item.line, "video": video, "error": str(error)}

@@ -73,6 +73,10 @@ def test_a_paragraph_longer_than_the_trained_length_is_grounded_in_chunks(small_
     assert [s["text"] for s in result["sentences"]] == [s.strip() for s in longest.sentences]
     assert result["chunks"] == [list(range(1, 7)), list(range(7, 13)), list(range(13, 19)), list(range(19, 26))]
     assert 0 <= result["paragraph"]["start"] <= result["paragraph"]["end"] <= result["duration"]
+    paragraph = result["paragraph"]
+    for sentence in result["sentences"]:  # the spans nest: words in their sentence, sentences in the paragraph
+        assert paragraph["start"] <= sentence["start"] <= sentence["end"] <= paragraph["end"]
+        assert all(sentence["start"] <= w["start"] <= w["end"] <= sentence["end"] for w in sentence["words"])
     first_chunk = grounder.ground(encoded, longest.sentences[:6])
     assert first_chunk["sentences"] == result["sentences"][:6] and "chunks" not in first_chunk
     assert "grounded in chunks of at most the trained length (6, 6, 6, 7)" in format_table(result)

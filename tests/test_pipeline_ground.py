@@ -111,7 +111,7 @@ def test_bin_ground_prints_the_table(small_world):
         text=True,
         cwd=REPO,
     )
-    assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.txt: paragraph file not found"
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.mp4: video file not found"
 
 
 def test_without_a_checkpoint_the_newest_run_is_used_then_the_demos(tmp_path, monkeypatch):
@@ -166,7 +166,10 @@ def test_batch_grounds_every_item_as_one_call_would_and_records_the_failures(sma
     assert [line["line"] for line in lines] == [1, 2, 3, 4, 5, 6, 7]
     assert [("error" in line) for line in lines] == [False, False, True, True, True, True, False]
     assert lines[2]["error"].endswith("missing.mp4: video file not found")
-    assert "not JSON" in lines[3]["error"] and "neither text nor a list" in lines[5]["error"]
+    assert "not JSON (Expecting property name enclosed in double quotes at column 2)" in lines[3]["error"]
+    assert "neither text nor a list" in lines[5]["error"]
+    assert [line["video"] for line in lines] == [item.get("video") if isinstance(item, dict) else None for item in [
+        json.loads(raw) if raw.startswith("{\"") else raw for raw in items.read_text().splitlines()]]  # fmt: skip
     assert "broken.mp4: cannot decode" in lines[4]["error"]
     assert "grounded 3 of 7 items" in result.stdout and "line 5: " in result.stdout
     grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
@@ -177,7 +180,7 @@ def test_batch_grounds_every_item_as_one_call_would_and_records_the_failures(sma
         if item["video"] not in encoded:
             encoded[item["video"]] = grounder.encode_video(item["video"])
         alone = grounder.ground(encoded[item["video"]], item["paragraph"])
-        assert {key: value for key, value in line.items() if key != "line"} == alone
+        assert {key: value for key, value in line.items() if key != "line"} == {**alone, "video": item["video"]}
 
 
 @pytest.mark.slow
@@ -199,8 +202,87 @@ def test_batch_of_many_videos_extracts_with_ray_into_a_store_a_rerun_reuses(smal
     manifest = (tmp_path / "store" / "manifest.jsonl").read_text().splitlines()
     assert len(manifest) == len(everything)
     lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert [line["video"] for line in lines] == [f"{p['video']}.mp4" for p in everything]
+    assert [line["video"] for line in lines] == [str(folder / "videos" / f"{p['video']}.mp4") for p in everything]
     assert all(len(line["sentences"]) == len(p["sentences"]) for line, p in zip(lines, everything, strict=True))
     code = ground_batch(items, tmp_path / "b.jsonl", model=model, features_dir=store, progress=False, ray_from_videos=2)
     assert code == 0 and len((tmp_path / "store" / "manifest.jsonl").read_text().splitlines()) == len(everything)
     assert (tmp_path / "b.jsonl").read_text() == (tmp_path / "a.jsonl").read_text()
+
+
+def test_inputs_and_outputs_are_checked_before_the_model_loads(small_world, tmp_path, monkeypatch):
+    folder, splits = small_world
+    video = folder / "videos" / f"{splits['test'][0]['video']}.mp4"
+    paragraph = folder / "paragraphs" / f"{splits['test'][0]['video']}.txt"
+
+    def no_model(self):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(ModelChoice, "load", no_model)
+    (tmp_path / "de.txt").write_bytes("Ein Mann öffnet die Tür und geht hinaus.".encode("cp1252"))
+    (tmp_path / "noise.txt").write_bytes(bytes(range(128, 256)))
+    (tmp_path / "zh.txt").write_text("一个男人打开门。他走出去了。", encoding="utf-8")
+    (tmp_path / "punct.txt").write_text("... !!! ?", encoding="utf-8")
+    (tmp_path / "a-file").write_text("x")
+    cases = [
+        (video, tmp_path / "de.txt", {}, r"de\.txt: not UTF-8 text \(byte 0xf6 at position 9\); save it as UTF-8"),
+        (video, tmp_path / "noise.txt", {}, r"noise\.txt: not UTF-8 text \(byte 0x80 at position 0\)"),
+        (video, tmp_path / "zh.txt", {}, r"zh\.txt: the paragraph is written in a script without spaces"),
+        (video, tmp_path / "punct.txt", {}, r"punct\.txt: empty paragraph: it has no words"),
+        (video, tmp_path, {}, r": is a folder, not a paragraph file"),
+        (folder / "videos", paragraph, {}, r"videos: is a folder, not a video file"),
+        (video, paragraph, {"json": str(tmp_path)}, r": is a folder; give a file name for the JSON"),
+        (video, paragraph, {"html": str(tmp_path / "a-file" / "r.html")}, r"a-file is a file, not a folder"),
+        (video, paragraph, {"truth": str(tmp_path / "none.json")}, r"none\.json: annotation file not found"),
+    ]
+    for video_path, paragraph_path, outputs, message in cases:
+        with pytest.raises(InputError, match=message):
+            ground_command(video_path, paragraph_path, outputs=GroundOutputs(**outputs), progress=False)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_word(small_world, tmp_path):
+    folder, splits = small_world
+    example = splits["test"][0]
+    video = folder / "videos" / f"{example['video']}.mp4"
+    grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
+    encoded = grounder.encode_video(video)
+    text = " ".join(example["sentences"])
+    (tmp_path / "bom.txt").write_bytes("\ufeff".encode() + text.encode())
+    from pipeline.ground import read_paragraph
+
+    with_mark = read_paragraph(tmp_path / "bom.txt", sentences_per_line=False)
+    assert with_mark == text
+    assert grounder.ground(encoded, with_mark) == grounder.ground(encoded, text)
+
+
+def test_a_paragraph_of_words_the_model_never_saw_is_grounded_with_a_warning(small_world, caplog):
+    folder, splits = small_world
+    example = splits["test"][0]
+    grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
+    encoded = grounder.encode_video(folder / "videos" / f"{example['video']}.mp4")
+    with caplog.at_level("WARNING", logger="hscnet"):
+        grounder.ground(encoded, " ".join(example["sentences"]))
+    assert "unknown to the model" not in caplog.text
+    with caplog.at_level("WARNING", logger="hscnet"):
+        made_up = grounder.ground(encoded, "Blorf zindles the quaxy frumble. Wugs glimber.")
+    assert "6 of the paragraph's 7 words (86%) are unknown to the model" in caplog.text
+    assert len(made_up["sentences"]) == 2
+
+
+def test_one_long_video_shows_its_extraction_progress(small_world, capsys):
+    folder, splits = small_world
+    example = splits["test"][0]
+    grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
+    encoded = grounder.encode_video(folder / "videos" / f"{example['video']}.mp4", progress=True)
+    shown = capsys.readouterr().err
+    assert f"extracting {example['video']}.mp4" in shown and f"/{len(encoded.features)} " in shown
+
+
+def test_the_table_counts_in_the_singular_where_there_is_one():
+    from pipeline.ground import format_table
+
+    words = [{"word": "blorf", "start": 0.0, "end": 1.0}]
+    result = {"video": "v.mp4", "duration": 2.0, "paragraph": {"start": 0.0, "end": 1.0}, "unknown_words": ["blorf"],
+              "sentences": [{"text": "Blorf.", "start": 0.0, "end": 1.0, "words": words}], "chunks": [[1]]}  # fmt: skip
+    table = format_table(result)
+    assert "1 word neither training nor GloVe knows" in table and "1 sentence, grounded in chunks" in table
+    assert "1 words" not in table and "1 sentences" not in table
