@@ -135,3 +135,57 @@ def recover(folder: str | os.PathLike, logs: tuple[str, ...] = ()) -> list[str]:
                 os.fsync(handle.fileno())
             repaired.append(f"cut a torn last line of {name}")
     return repaired
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def only_writer(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold `folder`'s lock file while the block runs, so that two processes (on one machine, or on two
+    sharing the folder over NFS) never write it at once: the file is made with O_CREAT | O_EXCL, which
+    is atomic on local and network file systems. It names its holder (host, process, since when). A lock
+    whose holder was a process of this host that is gone (killed) is taken over; any other is refused
+    with one line naming its holder and the file to remove if that holder is gone."""
+    import datetime
+    import socket
+
+    folder = Path(folder)
+    lock = folder / LOCK
+    host = socket.gethostname()
+    holder = {"host": host, "pid": os.getpid(), "since": datetime.datetime.now().isoformat(timespec="seconds")}
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(lock.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                other = {}
+            if other.get("host") == host and isinstance(other.get("pid"), int) and not _alive(other["pid"]):
+                lock.unlink(missing_ok=True)  # its holder was killed: nothing writes the folder now
+                continue
+            who = f"process {other.get('pid', '?')} on {other.get('host', '?')} since {other.get('since', '?')}"
+            raise PipelineError(
+                f"{folder}: another run is writing here ({who}); wait for it to finish, or remove {lock} if it is "
+                "gone"
+            ) from None
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(holder))
+        break
+    else:
+        raise PipelineError(f"{lock}: could not take the lock")
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

@@ -39,6 +39,7 @@ def extract_video(
     try:
         info = probe(path, decoder)
         record.fps, record.num_frames, record.duration = info.fps, info.num_frames, info.duration
+        record.start, record.warning = info.start, info.ended_early()
         chunks = decode(info) if decode is not None else decode_clips(path, spec, info, decoder=decoder)
         # Each chunk's features are cast at once: they are all that grows with the video's length.
         features = np.concatenate([encode(chunk).astype(spec.dtype) for chunk in chunks])

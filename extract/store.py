@@ -60,6 +60,8 @@ class ManifestRecord:
     duration: float = 0.0
     clips: int = 0
     seconds: float = 0.0  # wall time of this video's extraction
+    start: float = 0.0  # the first frame's time in the file (a player's clock there), seconds
+    warning: str = ""  # what was odd about a video that was extracted (a file cut short)
 
     def to_json(self) -> dict:
         return {**asdict(self), "spec": self.spec.to_json()}

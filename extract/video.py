@@ -67,11 +67,26 @@ class VideoInfo:
     width: int
     height: int
     timestamps: np.ndarray | None = None  # [num_frames] seconds, presentation order, the first at 0
+    start: float = 0.0  # the first frame's time in the file (a player's clock there), seconds
+    stated_duration: float = 0.0  # what the container says the video lasts; 0 where it says nothing
+
+    def ended_early(self) -> str:
+        """A warning when the frames end well before the container's stated duration (a file cut short
+        in copying or downloading), else ""."""
+        missing = self.stated_duration - self.duration
+        if self.stated_duration > 0 and missing > max(0.5, 0.1 * self.stated_duration):
+            return (
+                f"the frames end at {self.duration:.2f} s but the container says {self.stated_duration:.2f} s: "
+                "the file may be cut short"
+            )
+        return ""
 
 
 def _existing(path: str | os.PathLike) -> Path:
     """The path of a video file that exists and is not empty, else a VideoError saying which."""
     path = Path(path)
+    if path.is_dir():
+        raise VideoError(f"{path}: is a folder, not a video file")
     if not path.is_file():
         raise VideoError(f"{path}: video file not found")
     if path.stat().st_size == 0:
@@ -115,15 +130,20 @@ def probe(path: str | os.PathLike, decoder: str = "pyav") -> VideoInfo:
         if not times:
             raise VideoError(f"{path}: the video has no frames")
         width, height = stream.codec_context.width, stream.codec_context.height
+        start = 0.0
         if any(t is None for t in times):
             timestamps = np.arange(len(times)) / fps
         else:
             timestamps = np.sort(np.asarray(times, dtype=np.float64)) * float(stream.time_base)
+            start = float(timestamps[0])
             timestamps -= timestamps[0]
+        stated = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        if not stated and container.duration:  # microseconds, from the container's header (MKV, WebM)
+            stated = container.duration / 1e6 - max(0.0, start - (container.start_time or 0) / 1e6)
     # The last frame lasts its packet's duration, else the step before it (else one nominal frame).
     step = float(timestamps[-1] - timestamps[-2]) if len(timestamps) > 1 else 1.0 / fps
     duration = float(timestamps[-1]) + (last_length if 0 < last_length < 4 * step + 1e-9 else step)
-    return VideoInfo(str(path), fps, len(timestamps), duration, int(width), int(height), timestamps)
+    return VideoInfo(str(path), fps, len(timestamps), duration, int(width), int(height), timestamps, start, stated)
 
 
 def _decord_reader(path: str | os.PathLike, width: int = -1, height: int = -1):

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from common import atomic
 from common.errors import InputError, PipelineError
+from common.wording import count
 from extract.backbones import warn_random_weights
 from extract.extractor import extract_video
 from extract.settings import ExtractSettings
@@ -39,6 +40,7 @@ class Summary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    warnings: dict[str, str] = field(default_factory=dict)  # video id -> what was odd about a video extracted
     clips: int = 0
     seconds: float = 0.0
 
@@ -48,6 +50,7 @@ class Summary:
             f"extracted {len(self.done)}, skipped {len(self.skipped)} (done before), failed {len(self.failed)}{rate}"
         ]
         lines += [f"  failed {video}: {reason}" for video, reason in sorted(self.failed.items())]
+        lines += [f"  warning {video}: {warning}" for video, warning in sorted(self.warnings.items())]
         return "\n".join(lines)
 
 
@@ -95,24 +98,35 @@ def run_extraction(
     if not paths:
         raise InputError(f"{videos}: no video files found (suffixes .mp4 .mkv .webm .avi .mov ...)")
     spec = settings.spec()
-    for repair in atomic.recover(out, logs=(MANIFEST,)):
-        log.warning(f"{out}: {repair} (left by an interrupted run)")
-    store = FeatureStore(out, create=True)
-    if not settings.weights:
-        warn_random_weights(settings.backbone)
-    todo, skipped = plan(paths, store, spec)
-    summary = Summary(skipped=skipped)
-    log.info(f"{len(paths)} videos: {len(todo)} to extract, {len(skipped)} done before; features to {store.path}")
-    if not todo:
-        return summary
-    started = time.time()
-    if use_ray:
-        from pipeline.ray_workers import extract_with_ray
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with atomic.only_writer(out):  # a second run into this store (another job, another node) is refused
+        for repair in atomic.recover(out, logs=(MANIFEST,)):
+            log.warning(f"{out}: {repair} (left by an interrupted run)")
+        store = FeatureStore(out, create=True)
+        if not settings.weights:
+            warn_random_weights(settings.backbone)
+        todo, skipped = plan(paths, store, spec)
+        summary = Summary(skipped=skipped)
+        log.info(
+            f"{count(len(paths), 'video')}: {len(todo)} to extract, {len(skipped)} done before; features to "
+            f"{store.path}"
+        )
+        if not todo:
+            return summary
+        if use_ray:
+            from pipeline.ray_workers import extract_with_ray
 
-        results = extract_with_ray(todo, settings, spec, workers=workers, address=address)
-    else:
-        results = _in_process(todo, settings, spec)
-    bar = tqdm(total=len(todo), unit="video", desc="extracting", disable=not progress)
+            results = extract_with_ray(todo, settings, spec, workers=workers, address=address)
+        else:
+            results = _in_process(todo, settings, spec)
+        _write(results, store, summary, total=len(todo), progress=progress)
+    return summary
+
+
+def _write(results: Iterator, store: FeatureStore, summary: Summary, *, total: int, progress: bool) -> None:
+    """Each video's features, then its manifest line, as its result comes; the summary kept up to date."""
+    started = time.time()
+    bar = tqdm(total=total, unit="video", desc="extracting", disable=not progress)
     try:
         for features, record in results:
             if features is not None:
@@ -127,13 +141,15 @@ def run_extraction(
             else:
                 summary.failed[record.video_id] = record.error
                 store.append(record)
+            if record.warning:
+                summary.warnings[record.video_id] = record.warning
+                log.warning(f"{record.source}: {record.warning}")
             summary.seconds = time.time() - started
             bar.set_postfix(clips_per_s=f"{summary.clips / max(summary.seconds, 1e-9):.1f}", failed=len(summary.failed))
             bar.update()
     finally:
         bar.close()
         results.close()
-    return summary
 
 
 def extract_command(

@@ -148,3 +148,24 @@ def test_a_constant_rate_video_samples_the_frames_of_frame_index_sampling(charad
         count = int(info.num_frames / info.fps * rate)
         by_index = np.minimum(np.round(np.arange(count) / rate * info.fps).astype(int), info.num_frames - 1)
         np.testing.assert_array_equal(frame_sequence(info, rate), by_index)
+
+
+def test_a_file_cut_short_is_extracted_with_a_warning_and_a_late_stream_keeps_its_start(tmp_path):
+    frames = [np.full((48, 64, 3), 10 * i % 250, np.uint8) for i in range(50)]
+    whole = write_video(tmp_path / "whole.mkv", frames, fps=10)  # 5.0 s
+    data = whole.read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: int(len(data) * 0.6)])
+    assert probe(whole).ended_early() == ""
+    cut = probe(tmp_path / "cut.mkv")
+    assert cut.duration < 4.0 and cut.stated_duration == pytest.approx(5.0, abs=0.05)
+    assert "but the container says 5.00 s: the file may be cut short" in cut.ended_early()
+    spec = FeatureSpec(clip_len=2, stride=2, dim=4)
+    features, record = extract_video(tmp_path / "cut.mkv", "cut", lambda c: c.reshape(len(c), -1)[:, :4] * 1.0, spec)
+    assert record.status == "ok" and "cut short" in record.warning and len(features) == record.clips
+
+    late = write_video(tmp_path / "late.mp4", frames[:20], fps=10, timestamps=[10 + i / 10 for i in range(20)])
+    info = probe(late)
+    assert info.start == pytest.approx(10.0, abs=1e-3) and info.duration == pytest.approx(2.0, abs=1e-3)
+    assert info.ended_early() == ""
+    with pytest.raises(VideoError, match=r": is a folder, not a video file"):
+        probe(tmp_path)

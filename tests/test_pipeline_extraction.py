@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -184,3 +185,31 @@ def test_a_chunk_takes_every_idle_pass_and_keeps_each_clips_features(charades):
     np.testing.assert_array_equal(alone, one_pass)
     np.testing.assert_array_equal(beside_another, one_pass)
     np.testing.assert_array_equal(beside_a_video, one_pass)
+
+
+def test_a_second_run_into_a_store_being_written_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
+    import socket
+
+    from common import atomic
+    from common.errors import PipelineError
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "grey.mp4", solid_frames(16, (99, 99, 99)), fps=10)
+    store = tmp_path / "store"
+    store.mkdir()
+    refused = rf"another run is writing here \(process {os.getpid()} on "
+    with atomic.only_writer(store), pytest.raises(PipelineError, match=refused):  # another run holds the store
+        run_extraction(videos, store, ExtractSettings(), use_ray=False, progress=False)
+    assert not (store / "manifest.jsonl").exists()
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process of this host that no longer runs: its lock is stale
+    (store / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid, "since": "then"}))
+    summary = run_extraction(videos, store, ExtractSettings(), use_ray=False, progress=False)
+    assert summary.done == ["grey"] and not (store / ".lock").exists()
+    assert len((store / "manifest.jsonl").read_text().splitlines()) == 1
+
+    (store / ".lock").write_text(json.dumps({"host": "another-node", "pid": 1, "since": "then"}))
+    with pytest.raises(PipelineError, match=r"process 1 on another-node since then.* remove .*\.lock if it is gone"):
+        run_extraction(videos, store, ExtractSettings(), use_ray=False, progress=False)
