@@ -26,6 +26,7 @@ from urllib.parse import quote
 import numpy as np
 
 from common import atomic
+from common.wording import count
 from extract.store import video_id_for
 from hscnet.metrics import temporal_iou
 
@@ -132,13 +133,17 @@ def render_report(
             f'<div class="sentence{" with-truth" if truth is not None else ""}">{_row("sentence", label, bars)}'
             f'<details class="words" open><summary>words of sentence {i + 1}</summary>{words}</details></div>'
         )
-    facts = [f"{_clock(duration)}", f"{len(sentences)} sentences"]
+    facts = [f"{_clock(duration)}", count(len(sentences), "sentence")]
     if ious is not None:
         facts.append(f"mIoU {100 * float(np.mean(ious)):.1f} · R@0.5 {100 * float(np.mean(ious > 0.5)):.1f}")
     if result.get("unknown_words"):
         facts.append(f"unknown words: {', '.join(result['unknown_words'])}")
     if video_src is not None:
-        player = f'<video id="player" controls preload="auto" src="{html.escape(video_src)}"></video>'
+        player = (
+            f'<video id="player" controls preload="auto" src="{html.escape(video_src)}"></video>'
+            '<p class="novideo cannot-play" hidden>This browser cannot play this video file (its container or '
+            "codec); the timeline still works. An MP4 (H.264) or WebM copy of the video plays here.</p>"
+        )
     else:
         player = '<p class="novideo">The video is not at hand: the timeline alone is shown.</p>'
     keys = [("paragraph", "paragraph"), ("predicted", "predicted"), ("word", "words")]
@@ -152,6 +157,7 @@ def render_report(
         player=player,
         legend=legend,
         duration=f"{duration:.3f}",
+        offset=f"{float(result.get('video_start', 0.0)):.3f}",
         rows="\n".join(rows),
         style=STYLE,
         script=SCRIPT,
@@ -278,6 +284,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 SCRIPT = """
 (() => {
   const duration = parseFloat(document.querySelector('.timeline').dataset.duration);
+  // The timeline starts at the first frame; a player's clock there reads the stream's start time.
+  const offset = parseFloat(document.querySelector('.timeline').dataset.offset) || 0;
   const player = document.getElementById('player');
   const cursor = document.querySelector('.cursor');
   const clock = document.querySelector('.clock');
@@ -295,8 +303,8 @@ SCRIPT = """
   }
   function follow() {
     if (player) {
-      if (stopAt !== null && player.currentTime >= stopAt) { player.pause(); stopAt = null; }
-      if (player.currentTime !== shown) place(player.currentTime);
+      if (stopAt !== null && player.currentTime >= stopAt + offset) { player.pause(); stopAt = null; }
+      if (player.currentTime - offset !== shown) place(player.currentTime - offset);
     }
     requestAnimationFrame(follow);
   }
@@ -304,7 +312,7 @@ SCRIPT = """
     const start = parseFloat(bar.dataset.start), end = parseFloat(bar.dataset.end);
     bar.addEventListener('click', () => {
       if (!player) { place(start); return; }
-      player.currentTime = start;
+      player.currentTime = start + offset;
       stopAt = end > start ? end : null;
       const playing = player.play();
       if (playing) playing.catch(() => {});
@@ -322,7 +330,13 @@ SCRIPT = """
     bar.addEventListener('mouseleave', () => { tip.hidden = true; });
     bar.addEventListener('blur', () => { tip.hidden = true; });
   });
-  if (player) player.addEventListener('seeked', () => place(player.currentTime));
+  if (player) {
+    player.addEventListener('seeked', () => place(player.currentTime - offset));
+    const cannot = document.querySelector('.cannot-play');
+    const refuse = () => { cannot.hidden = false; player.hidden = true; };
+    player.addEventListener('error', refuse);
+    if (player.error) refuse();
+  }
   window.addEventListener('resize', () => place(shown));
   place(0);
   requestAnimationFrame(follow);
@@ -342,7 +356,7 @@ PAGE = """<!doctype html>
 {player}
 <div class="clock" aria-live="off"></div>
 <p class="legend">{legend}</p>
-<section class="timeline" data-duration="{duration}" aria-label="timeline">
+<section class="timeline" data-duration="{duration}" data-offset="{offset}" aria-label="timeline">
 {rows}
 <div class="cursor" aria-hidden="true"></div>
 </section>

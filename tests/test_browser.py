@@ -162,3 +162,50 @@ def test_the_eval_index_lists_each_video_worst_first_and_links_its_page(browser,
     colours, _ = screenshot_colours(page)
     assert colours > 50
     assert errors == []
+
+
+def page_of_a_video(video, tmp_path):
+    """A report page of one hand-made span on `video`, with the video's own duration and start."""
+    from extract.video import probe
+    from hscnet.report import write_report
+
+    info = probe(video)
+    sentence = {
+        "text": "a shape moves",
+        "start": 1.0,
+        "end": 2.0,
+        "words": [{"word": "moves", "start": 1.2, "end": 1.8}],
+    }
+    result = {"video": video.name, "duration": info.duration, "video_start": info.start,
+              "paragraph": {"start": 1.0, "end": 2.0}, "sentences": [sentence], "unknown_words": []}  # fmt: skip
+    return write_report(result, tmp_path / f"{video.stem}.html", video=video)
+
+
+def test_a_stream_that_starts_late_is_played_where_its_timeline_says(browser, tmp_path):
+    from conftest import solid_frames
+
+    from pipeline.synthetic import write_video
+
+    frames = solid_frames(40, (200, 40, 40))
+    video = write_video(tmp_path / "late.mp4", frames, fps=10, timestamps=[10 + i / 10 for i in range(40)])
+    page, errors = open_page(browser, page_of_a_video(video, tmp_path), DESKTOP)
+    page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=10_000)
+    page.locator(".bar.predicted").click()
+    assert page.evaluate("document.getElementById('player').currentTime") == pytest.approx(11.0, abs=0.25)
+    assert page.locator(".clock").inner_text().startswith("1.0 s")  # the timeline's own time
+    assert errors == []
+
+
+def test_a_video_the_browser_cannot_play_says_so_and_keeps_the_timeline(browser, tmp_path):
+    from conftest import solid_frames
+
+    from pipeline.synthetic import write_video
+
+    video = write_video(tmp_path / "old.mkv", solid_frames(30, (40, 200, 40)), fps=10, codec="mpeg4")
+    page, errors = open_page(browser, page_of_a_video(video, tmp_path), DESKTOP)
+    page.wait_for_selector(".cannot-play", state="visible", timeout=10_000)
+    assert "cannot play this video" in page.locator(".cannot-play").inner_text()
+    assert page.locator(".bar.predicted").count() == 1
+    page.locator(".bar.predicted").click()  # the timeline still answers
+    assert page.locator(".clock").inner_text().startswith("1.0 s")
+    assert not [error for error in errors if "Uncaught" in error or "TypeError" in error]
