@@ -59,8 +59,11 @@ def main() -> None:
     subprocess.run(batch, check=True, capture_output=True, text=True)
     batch_seconds = time.perf_counter() - started
     batch_results = [json.loads(line) for line in (work / "batch.jsonl").read_text().splitlines()]
+    # A batch line names its video as the items file does; bin/ground's JSON by its file name.
     agree = all(
-        {k: v for k, v in b.items() if k != "line"} == s for b, s in zip(batch_results, single_results, strict=True)
+        {k: v for k, v in b.items() if k not in ("line", "video")} == {k: v for k, v in s.items() if k != "video"}
+        and b["video"] == item["video"]
+        for b, s, item in zip(batch_results, single_results, items, strict=True)
     )
 
     count = len(items)

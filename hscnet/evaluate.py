@@ -27,9 +27,11 @@ from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_model
 from hscnet.data import GroundingDataset, Reading, make_loader
 from hscnet.features import open_features
+from hscnet.infer import READINGS, ground_paragraph
 from hscnet.metrics import grounding_metrics
 from hscnet.prior import prior_predictions
 from hscnet.report import write_eval_pages
+from hscnet.text import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,29 @@ def predict(
             results.append(entry)
     model.train(was_training)
     return results
+
+
+def predict_stories(trained, paragraphs, store, *, device: torch.device, progress: bool) -> list[dict]:
+    """The entries of `predict` for paragraphs longer than the trained length, each read as one story."""
+    entries = []
+    for paragraph in tqdm(paragraphs, desc="long paragraphs", disable=not progress, leave=False):
+        kept = [
+            (text, span) for text, span in zip(paragraph.sentences, paragraph.timestamps, strict=True) if tokenize(text)
+        ]
+        result = ground_paragraph(trained, store.read(paragraph.video), paragraph.duration, [t for t, _ in kept],
+                                  video=paragraph.video, device=device)  # fmt: skip
+        found = result["sentences"]
+        entries.append({
+            "video": paragraph.video,
+            "duration": paragraph.duration,
+            "sentences": [s["text"] for s in found],
+            "timestamps": [list(span) for _, span in kept],
+            "predicted": [[s["start"], s["end"]] for s in found],
+            "words": [[w["word"] for w in s["words"]] for s in found],
+            "predicted_words": [[[w["start"], w["end"]] for w in s["words"]] for s in found],
+            "predicted_paragraph": [result["paragraph"]["start"], result["paragraph"]["end"]],
+        })  # fmt: skip
+    return entries
 
 
 def score(predictions: list[dict], thresholds: Sequence[float]) -> dict[str, float]:
@@ -163,11 +188,17 @@ def evaluate_checkpoint(
     annotations: str | None = None,
     features_path: str | None = None,
     outputs: EvalOutputs = EvalOutputs(),
+    reading: str = "story",
     device: str = "auto",
     progress: bool = True,
 ) -> dict:
     """bin/eval: the paper's Table 1 row for a split, and the prior baseline's beside it, written as
-    `outputs` asks (`hscnet.report` draws the pages)."""
+    `outputs` asks (`hscnet.report` draws the pages). A file already cut into chunks of at most the
+    trained length (ActivityNet val_2, TACoS) is read as the paper reads it; with `reading="story"` an
+    uncut paragraph longer than that is grounded as one story (`hscnet.infer`), with "chunks" as the
+    paper's protocol does."""
+    if reading not in READINGS:
+        raise InputError(f"unknown reading {reading!r}: use {' or '.join(READINGS)}")
     torch_device = resolve_device(device)
     trained = load_model(checkpoint, torch_device)
     config = trained.config
@@ -178,6 +209,13 @@ def evaluate_checkpoint(
         raise InputError(f"{checkpoint}: its config names no data.{split}; give --annotations")
     paragraphs = load_paragraphs(annotation_path, config.data.format if not annotations else "auto")
     store = open_features(features_path or config.data.features)
+    stories = []
+    if reading == "story":  # a paragraph longer than the trained length is one story; the others as the paper reads
+        trained_length = config.data.max_sentences
+        stories = [
+            p for p in paragraphs if p.video in store and sum(map(bool, map(tokenize, p.sentences))) > trained_length
+        ]
+        paragraphs = [p for p in paragraphs if p not in stories]
     dataset = GroundingDataset(
         paragraphs,
         store,
@@ -195,6 +233,7 @@ def evaluate_checkpoint(
         num_workers=config.data.num_workers,
         progress=progress,
     )
+    predictions += predict_stories(trained, stories, store, device=torch_device, progress=progress)
     prior = trained.prior
     rows = {
         "HSCNet": score(predictions, config.eval.thresholds),
@@ -203,8 +242,13 @@ def evaluate_checkpoint(
     sentences = sum(len(p["sentences"]) for p in predictions)
     print(f"{Path(annotation_path).name}: {count(len(predictions), 'paragraph')}, {count(sentences, 'sentence')} "
           f"({split} split)")  # fmt: skip
+    how = (f"{count(len(stories), 'paragraph')} longer than the trained length read as one story, chunks placed "
+           "by the model" if stories else "every paragraph as the paper reads it (longer ones in chunks over the "
+           "whole video)")  # fmt: skip
+    print(f"reading: {how}")
     print(results_table(rows))
     result = {
+        "reading": {"rule": reading, "story_paragraphs": len(stories)},
         "checkpoint": str(checkpoint),
         "split": split,
         "annotations": str(annotation_path),

@@ -176,11 +176,17 @@ class Grounder:
         return EncodedVideo(Path(video).name, features, record.duration, record.start)
 
     def ground(
-        self, video: str | os.PathLike | EncodedVideo, paragraph: str | Sequence[str], *, progress: bool = False
+        self,
+        video: str | os.PathLike | EncodedVideo,
+        paragraph: str | Sequence[str],
+        *,
+        progress: bool = False,
+        reading: str = "story",
     ) -> dict:
         """A start and end time (seconds) for the paragraph, each sentence and each word; `paragraph` is
         text (split into sentences by spaCy) or a list of sentences (kept as given). A paragraph most of
-        whose words the model does not know is grounded with a warning: its spans mean little."""
+        whose words the model does not know is grounded with a warning: its spans mean little. A paragraph
+        longer than the trained length is read as `reading` says (`hscnet.infer`: one story by default)."""
         self._text_ready.join()
         parsed = parse_paragraph(paragraph)  # a paragraph that cannot be read fails before the video is read
         if not isinstance(video, EncodedVideo):
@@ -193,9 +199,9 @@ class Grounder:
                 f"{unknown} of the paragraph's {count(len(words), 'word')} ({unknown / len(words):.0%}) are unknown "
                 "to the model, which reads English through GloVe: the spans mean little"
             )
-        result = ground_paragraph(
-            self.trained, video.features, video.duration, list(parsed.texts), video=video.name, device=self.device
-        )
+        texts = list(parsed.texts)
+        result = ground_paragraph(self.trained, video.features, video.duration, texts, video=video.name,
+                                  device=self.device, reading=reading)  # fmt: skip
         return {**result, "video_start": round(video.start, 3)}
 
     def learn_words(self, words: Sequence[str]) -> list[str]:

@@ -7,20 +7,35 @@ the model has no word decoder).
 Times are in seconds, clipped to the video, start <= end. The spans nest: each word's span is
 clipped to its sentence's (L_subset trains words to stay inside; what still sticks out is cut), and
 the paragraph's span is widened to hold every sentence.
+
+A paragraph longer than the model was trained on (`data.max_sentences`, 8) is read in chunks of at
+most that many sentences. The benchmarks' test files are cut that way and each chunk is grounded
+over the whole video (the paper's protocol, `reading="chunks"`). A user's paragraph is one story
+whose chunks describe consecutive parts of the video, so by default (`reading="story"`) each chunk
+is grounded within its own window: first the chunks are grounded as the sentences of one short
+paragraph (each chunk's words as one pseudo-sentence), which places them along the video in
+order; then each chunk is grounded in its place, widened by a margin for events that overlap, and
+its spans are mapped back (`"chunk_windows"` in the result says where each chunk was read).
+docs/results.md has the measurements that chose this rule.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from common.devices import autocast_dtype
+from common.errors import InputError
 from hscnet.checkpoint import TrainedModel
 from hscnet.data import chunks, collate
 from hscnet.features import prepare_video
-from hscnet.text import parse_paragraph
+from hscnet.text import ParsedParagraph, parse_paragraph
+
+READINGS = ("story", "chunks")  # how a paragraph longer than the trained length is read
+STORY_MARGIN = 0.1  # a chunk's window reaches this share of the video beyond its placed span, on each side
 
 
 def _seconds(span, duration: float) -> tuple[float, float]:
@@ -28,42 +43,87 @@ def _seconds(span, duration: float) -> tuple[float, float]:
     return round(min(start, end), 3), round(max(start, end), 3)
 
 
-@torch.no_grad()
+class _Reader:
+    """One model over one video's features: spans of sentences (lists of word ids) within a window."""
+
+    def __init__(self, trained: TrainedModel, features: np.ndarray, device: torch.device):
+        self.trained, self.features, self.device = trained, np.asarray(features), device
+        self.dtype = autocast_dtype(trained.config.train.precision, device)
+
+    @torch.no_grad()
+    def spans(self, word_ids: list[list[int]], window: tuple[float, float] = (0.0, 1.0)):
+        """Normalised spans within the whole video for sentences grounded in `window` (fractions of the
+        video): final [Ns, 2], words [Ns, M, 2] or None, paragraph [2] or None."""
+        rows = len(self.features)
+        first = min(int(np.floor(window[0] * rows)), rows - 1)
+        last = max(int(np.ceil(window[1] * rows)), first + 1)
+        start, length = first / rows, (last - first) / rows  # the window in whole clips
+        item = {
+            "video": torch.from_numpy(prepare_video(self.features[first:last], self.trained.config.data.num_clips)),
+            "word_ids": word_ids,
+            "spans": torch.zeros(len(word_ids), 2),
+            "duration": 1.0,
+            "meta": {},
+        }
+        batch = collate([item]).to(self.device)
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            output = self.trained.model(batch)
+
+        def back(values: torch.Tensor) -> np.ndarray:
+            return start + np.clip(values.float().cpu().numpy(), 0.0, 1.0) * length  # window -> video
+
+        words = back(output.word[0]) if output.word is not None else None  # [Ns, M, 2]
+        paragraph = back(output.paragraph[0]) if output.paragraph is not None else None  # [2]
+        return back(output.final[0]), words, paragraph  # [Ns, 2]
+
+
+def story_windows(reader: _Reader, parsed: ParsedParagraph, parts: list[range]) -> list[tuple[float, float]]:
+    """Where each chunk of a long paragraph lies: the chunks grounded as the pseudo-sentences of one short
+    paragraph, each window widened by `STORY_MARGIN`. More chunks than the model reads at once fall back
+    to windows in proportion to their sentences."""
+    trained = reader.trained
+    if len(parts) > trained.config.data.max_sentences:
+        total = sum(len(part) for part in parts)
+        bounds = np.cumsum([0] + [len(part) for part in parts]) / total
+        placed = list(itertools.pairwise(bounds))
+    else:
+        max_words = trained.config.data.max_words
+        pseudo = [[word for i in part for word in parsed.sentences[i]][:max_words] for part in parts]
+        final, _, _ = reader.spans([trained.vocab.encode(words) for words in pseudo])
+        placed = [(float(min(s, e)), float(max(s, e))) for s, e in final]
+    # A story's chunks come one after another: no window starts (or ends) before the one of the chunk before.
+    starts = np.maximum.accumulate([s for s, _ in placed])
+    ends = np.maximum.accumulate([max(e, s) for (_, e), s in zip(placed, starts, strict=True)])
+    return [(max(0.0, s - STORY_MARGIN), min(1.0, e + STORY_MARGIN)) for s, e in zip(starts, ends, strict=True)]
+
+
 def ground_paragraph(
     trained: TrainedModel,
     features: np.ndarray,
     duration: float,
     paragraph: str | Sequence[str],
+    *,
     video: str = "",
     device: torch.device | str = "cpu",
+    reading: str = "story",
 ) -> dict:
     """features [T, D] of one video (as extracted), a paragraph (text, or a list of sentences).
 
-    The model was trained on at most `data.max_sentences` sentences at a time (8), and the test
-    sets are read in chunks of that many; a longer paragraph is grounded the same way, chunk by
-    chunk, and the chunks joined: the paragraph's span is then the hull of the chunks' spans, and
-    the result says how it was cut ("chunks": the sentences of each chunk)."""
+    A paragraph longer than the trained length is read in chunks, as `reading` says (see the module
+    docstring); the result then says how (`"chunks"`: the sentences of each chunk, `"reading"`)."""
+    if reading not in READINGS:
+        raise InputError(f"unknown reading {reading!r}: use {' or '.join(READINGS)}")
     parsed = parse_paragraph(paragraph)
     vocab = trained.vocab
     unknown = sorted({w for words in parsed.sentences for w in words if w not in vocab})
-    video_features = torch.from_numpy(prepare_video(features, trained.config.data.num_clips))
-    device = torch.device(device)
-    dtype = autocast_dtype(trained.config.train.precision, device)
+    reader = _Reader(trained, features, torch.device(device))
     parts = chunks(len(parsed.sentences), trained.config.data.max_sentences)
+    windows = [(0.0, 1.0)] * len(parts)
+    if len(parts) > 1 and reading == "story":
+        windows = story_windows(reader, parsed, parts)
     sentences, paragraph_spans = [], []
-    for part in parts:
-        item = {
-            "video": video_features,
-            "word_ids": [vocab.encode(parsed.sentences[i]) for i in part],
-            "spans": torch.zeros(len(part), 2),
-            "duration": duration,
-            "meta": {},
-        }
-        batch = collate([item]).to(device)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            output = trained.model(batch)
-        final = output.final[0].float().cpu().numpy()  # [Ns, 2]
-        words = output.word[0].float().cpu().numpy() if output.word is not None else None  # [Ns, M, 2]
+    for part, window in zip(parts, windows, strict=True):
+        final, words, whole = reader.spans([vocab.encode(parsed.sentences[i]) for i in part], window)
         found = []
         for k, i in enumerate(part):
             start, end = _seconds(final[k], duration)
@@ -73,10 +133,8 @@ def ground_paragraph(
             word_entries = [{"word": word, "start": s, "end": e} for word, (s, e) in zip(tokens, spans, strict=True)]
             found.append({"text": parsed.texts[i], "start": start, "end": end, "words": word_entries})
         sentences += found
-        if output.paragraph is not None:
-            paragraph_spans.append(_seconds(output.paragraph[0].float().cpu().numpy(), duration))
-        else:
-            paragraph_spans.append((min(s["start"] for s in found), max(s["end"] for s in found)))
+        if whole is not None:
+            paragraph_spans.append(_seconds(whole, duration))
     # The paragraph holds its sentences: the paragraph decoder's span, widened where a sentence sticks out.
     paragraph_spans.append((min(s["start"] for s in sentences), max(s["end"] for s in sentences)))
     result = {
@@ -88,4 +146,7 @@ def ground_paragraph(
     }
     if len(parts) > 1:
         result["chunks"] = [[i + 1 for i in part] for part in parts]
+        result["reading"] = reading
+        if reading == "story":
+            result["chunk_windows"] = [list(_seconds(window, duration)) for window in windows]
     return result

@@ -118,8 +118,12 @@ def format_table(result: dict) -> str:
         lines.append(f"{'':>19}  words: {words}")
     if "chunks" in result:
         sizes = ", ".join(str(len(chunk)) for chunk in result["chunks"])
+        how = (
+            "as one story, each chunk in its place" if result.get("reading") == "story" else "each over the whole video"
+        )
         lines.append(
-            f"{count(len(result['sentences']), 'sentence')}, grounded in chunks of at most the trained length ({sizes})"
+            f"{count(len(result['sentences']), 'sentence')}, grounded in chunks of at most the trained length "
+            f"({sizes}), {how}"
         )
     if result["unknown_words"]:
         unknown = result["unknown_words"]
@@ -181,6 +185,7 @@ def ground_command(
     outputs: GroundOutputs = GroundOutputs(),
     sentences_per_line: bool = False,
     progress: bool = True,
+    reading: str = "story",
 ) -> dict:
     """bin/ground: prints the table, writes what `outputs` asks for, returns the result dict. Every input
     and output path is checked before the model loads."""
@@ -190,7 +195,7 @@ def ground_command(
         check_output(path, what)
     if outputs.truth:
         read_text_file(outputs.truth, "annotation")
-    result = model.load().ground(video, paragraph, progress=progress)
+    result = model.load().ground(video, paragraph, progress=progress, reading=reading)
     truth = read_truth(outputs.truth, video, len(result["sentences"])) if outputs.truth else None
     print(format_table(result))
     if outputs.json:
@@ -260,6 +265,7 @@ def ground_batch(
     workers: int | None = None,
     progress: bool = True,
     ray_from_videos: int = RAY_FROM_VIDEOS,
+    reading: str = "story",
 ) -> int:
     """bin/ground --batch: one line per item in `out` (the `--json` layout with the item's line number, or
     `{"line", "video", "error"}`); exit code 0 only when every item was grounded. `features_dir` keeps the
@@ -298,7 +304,7 @@ def ground_batch(
                     encoded[video] = record.error
         lines, failed = [], 0
         for item in tqdm(items, desc="grounding", unit="item", disable=not progress):
-            line = _ground_item(grounder, item, encoded)
+            line = _ground_item(grounder, item, encoded, reading)
             failed += "error" in line
             lines.append(json.dumps(line) + "\n")
     atomic.write_text(out, "".join(lines))
@@ -310,7 +316,7 @@ def ground_batch(
     return 1 if failed else 0
 
 
-def _ground_item(grounder: Grounder, item: BatchItem, encoded: dict) -> dict:
+def _ground_item(grounder: Grounder, item: BatchItem, encoded: dict, reading: str) -> dict:
     video = item.given
     if item.error:
         return {"line": item.line, "video": video, "error": item.error}
@@ -318,6 +324,6 @@ def _ground_item(grounder: Grounder, item: BatchItem, encoded: dict) -> dict:
     if isinstance(features, str):
         return {"line": item.line, "video": video, "error": features}
     try:
-        return {"line": item.line, **grounder.ground(features, item.paragraph), "video": video}
+        return {"line": item.line, **grounder.ground(features, item.paragraph, reading=reading), "video": video}
     except InputError as error:  # this item's paragraph (no words, say): recorded, the others go on
         return {"line": item.line, "video": video, "error": str(error)}

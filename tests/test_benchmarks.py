@@ -47,7 +47,7 @@ def test_the_gpu_script_parses_and_its_python_parts_import():
 
 def test_every_benchmark_script_explains_itself():
     scripts = ["decode.py", "extract_speed.py", "ground_batch.py", "ground.py", "train_epoch.py", "proxy.py",
-               "ablation.py"]  # fmt: skip
+               "ablation.py", "long_paragraphs.py"]  # fmt: skip
     for script, result in helps(scripts).items():
         assert result.returncode == 0 and "usage:" in result.stdout, (script, result.stderr)
 

@@ -28,11 +28,39 @@ def test_bin_eval_prints_the_table_beside_the_prior_and_writes_json(proxy_data, 
     lines = result.stdout.splitlines()
     sentences = sum(len(p.sentences) for p in read_annotations(proxy_data["val"])[0])
     assert lines[0] == f"val.jsonl: 24 paragraphs, {sentences} sentences (test split)"
-    assert lines[1].split() == ["R@0.3", "R@0.5", "R@0.7", "mIoU"]
-    assert lines[2].startswith("HSCNet") and lines[3].startswith("dataset prior")
+    assert lines[1] == "reading: every paragraph as the paper reads it (longer ones in chunks over the whole video)"
+    assert lines[2].split() == ["R@0.3", "R@0.5", "R@0.7", "mIoU"]
+    assert lines[3].startswith("HSCNet") and lines[4].startswith("dataset prior")
     metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["reading"] == {"rule": "story", "story_paragraphs": 0}  # val_2 comes cut: read as the paper does
     assert metrics["sentences"] == sentences and 0 <= metrics["metrics"]["mIoU"] <= 1 and "mIoU" in metrics["prior"]
-    assert f"{100 * metrics['prior']['mIoU']:.2f}" in lines[3]
+    assert f"{100 * metrics['prior']['mIoU']:.2f}" in lines[4]
     predictions = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(predictions) == 24 and len(predictions[0]["predicted"]) == len(predictions[0]["sentences"])
     assert all(0 <= s <= e <= p["duration"] for p in predictions for s, e in p["predicted"])
+
+
+def test_bin_eval_reads_an_uncut_long_paragraph_as_one_story_or_as_the_paper_does(proxy_data, tmp_path):
+    config = load_config(SMOKE, overrides(proxy_data, tmp_path / "run", "train.epochs=1"))
+    train(config, progress=False)
+    paragraphs, _ = read_annotations(proxy_data["train"])  # real ActivityNet training paragraphs, uncut
+    long = sum(len(p.sentences) > 8 for p in paragraphs)
+    assert long == 4
+    readings = {}
+    for reading in ("story", "chunks"):
+        out = tmp_path / f"{reading}.json"
+        arguments = ["--annotations", str(proxy_data["train"]), "--json", str(out), "--predictions",
+                     str(tmp_path / f"{reading}.jsonl"), "--reading", reading, "--no-progress"]  # fmt: skip
+        result = cli("eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), *arguments)
+        assert result.returncode == 0, result.stderr
+        readings[reading] = json.loads(out.read_text())
+        expected = (
+            "4 paragraphs longer than the trained length read as one story" if reading == "story" else "as the paper"
+        )
+        assert expected in result.stdout
+        predictions = [json.loads(x) for x in (tmp_path / f"{reading}.jsonl").read_text().splitlines()]
+        assert sum(len(p["sentences"]) for p in predictions) == readings[reading]["sentences"]
+        assert all(0 <= s <= e <= p["duration"] for p in predictions for s, e in p["predicted"])
+    assert readings["story"]["reading"] == {"rule": "story", "story_paragraphs": long}
+    assert readings["chunks"]["reading"] == {"rule": "chunks", "story_paragraphs": 0}
+    assert readings["story"]["sentences"] == readings["chunks"]["sentences"]  # the same sentences, read two ways

@@ -1,0 +1,191 @@
+"""Long paragraphs read as one story: each way of reading them beside the even split, on real paragraphs.
+
+Run: .venv/bin/python benchmarks/long_paragraphs.py [--checkpoint CKPT] [--train-paragraphs 1500] [--epochs 8]
+
+HSCNet reads at most 8 sentences at a time. The 93 ActivityNet Captions val_1 paragraphs of 9 to 25
+sentences are read whole (not cut into the test set's chunks), on proxy features of the real
+videos (`proxy_store.py`), with a model trained on real training paragraphs by the small-data
+recipe (`configs/own-small.yaml`; without `--checkpoint` one is trained here, about ten minutes
+on 2 cores). Each reading is scored over all of their sentences:
+
+- even split: the video cut into as many equal parts as sentences, one each, in order (no model);
+- chunks: each chunk of at most 8 sentences grounded over the whole video (the paper's protocol);
+- proportional windows: each chunk within its share of the video by sentence count, with a margin;
+- chunks in order: each chunk within the video after the previous chunk's last sentence starts;
+- story (placed by the model): the chunks grounded first as the pseudo-sentences of one short
+  paragraph, then each within its placed span, with margins of 0, 0.1 and 0.2 of the video.
+
+Beside them, the model and the dataset prior on the ordinary val_1 paragraphs (at most 8
+sentences), to compare how much of the distance to a perfect score each closes: the model from
+the prior on ordinary paragraphs, the reading from the even split on long ones. The last line is
+the library's reading (`hscnet.infer`, "story") over the even split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from proxy import FILES, write_subset
+from proxy_store import write_proxy_store
+
+from hscnet import infer
+from hscnet.annotations import load_paragraphs
+from hscnet.checkpoint import load_model
+from hscnet.config import load_config
+from hscnet.data import chunks
+from hscnet.features import open_features
+from hscnet.metrics import grounding_metrics
+from hscnet.prior import prior_predictions
+from hscnet.text import parse_paragraph, tokenize
+from hscnet.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+THRESHOLDS = (0.3, 0.5, 0.7)
+
+
+def even_split(count: int) -> np.ndarray:
+    bounds = np.linspace(0.0, 1.0, count + 1)
+    return np.stack([bounds[:-1], bounds[1:]], axis=1)  # [count, 2], fractions of the video
+
+
+def proportional_windows(reader, parsed, parts, margin: float = 0.1):
+    bounds = np.cumsum([0] + [len(part) for part in parts]) / sum(len(part) for part in parts)
+    return [(max(0.0, a - margin), min(1.0, b + margin)) for a, b in itertools.pairwise(bounds)]
+
+
+def in_order(trained, features, sentences: list[str], margin: float = 0.05) -> np.ndarray:
+    """Chunk k within the video from where chunk k-1's last sentence starts (less a margin) to its end."""
+    parsed = parse_paragraph(sentences)
+    reader = infer._Reader(trained, features, torch.device("cpu"))
+    spans, window_start = [], 0.0
+    for part in chunks(len(parsed.sentences), trained.config.data.max_sentences):
+        final, _, _ = reader.spans([trained.vocab.encode(parsed.sentences[i]) for i in part], (window_start, 1.0))
+        spans.append(np.sort(final, axis=1))
+        window_start = max(0.0, min(float(spans[-1][-1, 0]) - margin, 0.95))
+    return np.concatenate(spans)
+
+
+def story(trained, features, sentences, margin: float, windows=None) -> np.ndarray:
+    """Fractions of the video of the library's story reading, with another margin or window rule."""
+    saved = infer.STORY_MARGIN, infer.story_windows
+    infer.STORY_MARGIN = margin
+    if windows is not None:
+        infer.story_windows = windows
+    try:
+        return spans_of(infer.ground_paragraph(trained, features, 1.0, sentences, reading="story"))
+    finally:
+        infer.STORY_MARGIN, infer.story_windows = saved
+
+
+def spans_of(result: dict) -> np.ndarray:
+    return np.array([[s["start"], s["end"]] for s in result["sentences"]])  # [Ns, 2]
+
+
+def table(rows: dict[str, dict[str, float]]) -> str:
+    names = list(next(iter(rows.values())))
+    width = max(len(label) for label in rows) + 2
+    lines = [" " * width + "".join(f"{name:>9}" for name in names)]
+    lines += [f"{label:<{width}}" + "".join(f"{100 * m[name]:9.2f}" for name in names) for label, m in rows.items()]
+    return "\n".join(lines)
+
+
+def train_proxy_model(args, shared: Path) -> Path:
+    train_file, val_file, _, dim = FILES["activitynet"]
+    sets = [load_paragraphs(shared / name) for name in (train_file, val_file, "activitynet/val_2_paragraphs.npy")]
+    store = Path(args.store)
+    write_proxy_store(sets, store, dim=dim, progress=False)
+    run_dir = Path(args.run)
+    subsets = [
+        write_subset(sets[0], args.train_paragraphs, run_dir / "captions" / "train.jsonl"),
+        write_subset(sets[1], 500, run_dir / "captions" / "val.jsonl"),
+    ]
+    overrides = [f"data.features={store}", f"data.train={subsets[0]}", f"data.val={subsets[1]}", "data.test=",
+                 f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}", "text.glove=",
+                 f"run_dir={run_dir}"]  # fmt: skip
+    config = load_config(REPO / "configs" / "own-small.yaml", overrides)
+    if not (run_dir / "best.pt").is_file():
+        train(config, progress=sys.stderr.isatty())
+    return run_dir / "best.pt"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="a model trained on the proxy features (default: train one here)")
+    parser.add_argument("--store", default="/tmp/hscnet-proxy-activitynet", help="the proxy feature store")
+    parser.add_argument("--run", default="/tmp/hscnet-long-paragraphs", help="where the model is trained")
+    parser.add_argument("--train-paragraphs", type=int, default=1500)
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    shared = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not (shared / "activitynet" / "val_1.json").is_file():
+        sys.exit(f"real annotations not found under {shared}: set HSCNET_SHARED_DATA")
+
+    started = time.time()
+    checkpoint = Path(args.checkpoint) if args.checkpoint else train_proxy_model(args, shared)
+    trained = load_model(checkpoint, torch.device("cpu"))
+    store = open_features(args.store)
+    length = trained.config.data.max_sentences
+    val_1 = [p for p in load_paragraphs(shared / "activitynet" / "val_1.json") if p.video in store]
+    kept = [[(t, span) for t, span in zip(p.sentences, p.timestamps, strict=True) if tokenize(t)] for p in val_1]
+    long = [(p, k) for p, k in zip(val_1, kept, strict=True) if len(k) > length]
+    ordinary = [(p, k) for p, k in zip(val_1, kept, strict=True) if 0 < len(k) <= length]
+    print(f"{checkpoint}: {len(long)} val_1 paragraphs longer than {length} sentences "
+          f"({sum(len(k) for _, k in long)} sentences), {len(ordinary)} ordinary ones")  # fmt: skip
+
+    readings = {
+        "even split": lambda f, s: even_split(len(s)),
+        "chunks (each over the whole video)": lambda f, s: spans_of(
+            infer.ground_paragraph(trained, f, 1.0, s, reading="chunks")
+        ),
+        "proportional windows, margin 0.1": lambda f, s: story(trained, f, s, 0.1, proportional_windows),
+        "chunks in order": lambda f, s: in_order(trained, f, s),
+        "story, placed by the model, margin 0": lambda f, s: story(trained, f, s, 0.0),
+        "story, placed by the model, margin 0.1": lambda f, s: story(trained, f, s, 0.1),
+        "story, placed by the model, margin 0.2": lambda f, s: story(trained, f, s, 0.2),
+    }
+    truth = np.concatenate([np.array([span for _, span in k]) / p.duration for p, k in long])
+    rows = {}
+    for name, read in readings.items():
+        predicted = np.concatenate([read(store.read(p.video), [t for t, _ in k]) for p, k in long])
+        rows[name] = grounding_metrics(predicted, truth, THRESHOLDS)
+    library = infer.STORY_MARGIN
+    rows[f"library (story, margin {library:g})"] = rows[f"story, placed by the model, margin {library:g}"]
+    print(f"\nlong paragraphs ({len(truth)} sentences):")
+    print(table(rows))
+
+    predictions = []
+    for p, k in ordinary:
+        result = infer.ground_paragraph(trained, store.read(p.video), p.duration, [t for t, _ in k])
+        predictions.append({"sentences": [t for t, _ in k], "duration": p.duration,
+                            "timestamps": [list(span) for _, span in k],
+                            "predicted": [[s["start"], s["end"]] for s in result["sentences"]]})  # fmt: skip
+    all_truth = np.array([span for entry in predictions for span in entry["timestamps"]])
+    model = grounding_metrics(np.array([s for e in predictions for s in e["predicted"]]), all_truth, THRESHOLDS)
+    prior_spans = np.array([s for e in prior_predictions(trained.prior, predictions) for s in e["predicted"]])
+    prior = grounding_metrics(prior_spans, all_truth, THRESHOLDS)
+    print(f"\nordinary paragraphs ({len(all_truth)} sentences):")
+    print(table({"HSCNet": model, "dataset prior": prior}))
+
+    closed_ordinary = (model["mIoU"] - prior["mIoU"]) / (1 - prior["mIoU"])
+    even = rows["even split"]["mIoU"]
+    print("\nshare of the distance to a perfect mIoU closed:")
+    print(f"  ordinary paragraphs, HSCNet from the prior: {closed_ordinary:.3f}")
+    for name, metrics in rows.items():
+        if name != "even split":
+            print(f"  long paragraphs, {name} from the even split: {(metrics['mIoU'] - even) / (1 - even):.3f}")
+    print(f"({time.time() - started:.0f} s)")
+    chosen = rows[f"library (story, margin {library:g})"]["mIoU"]
+    print(f"story reading / even split mIoU on long val_1 paragraphs, ratio: {chosen / even:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""hscnet/infer.py: a long paragraph is read as one story on a generated world of consecutive events."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from extract.store import FeatureStore
+from hscnet.grounder import EncodedVideo, Grounder
+
+
+@pytest.fixture(scope="module")
+def story(small_world):
+    """The world's six videos one after another as one video, and their paragraphs as one story: twelve
+    sentences of consecutive events, more than the eight the model reads at once."""
+    folder, _ = small_world
+    paragraphs = []
+    for split in ("train", "val", "test"):
+        lines = (folder / "annotations" / f"{split}.jsonl").read_text().splitlines()
+        paragraphs += [json.loads(line) for line in lines]
+    store = FeatureStore(folder / "features")
+    features = np.concatenate([store.read(paragraph["video"]) for paragraph in paragraphs])
+    sentences = [sentence for paragraph in paragraphs for sentence in paragraph["sentences"]]
+    assert len(sentences) > 8
+    return EncodedVideo("story", features, sum(paragraph["duration"] for paragraph in paragraphs)), sentences
+
+
+def test_a_long_paragraph_is_read_as_one_story_its_chunks_in_order_and_every_span_in_the_video(small_world, story):
+    folder, _ = small_world
+    video, sentences = story
+    grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
+    result = grounder.ground(video, sentences)
+    assert result["reading"] == "story" and len(result["chunks"]) == 2
+    assert [i for chunk in result["chunks"] for i in chunk] == list(range(1, len(sentences) + 1))
+    windows = result["chunk_windows"]
+    assert [w[0] for w in windows] == sorted(w[0] for w in windows)  # chunk k is read no earlier than chunk k-1
+    assert [w[1] for w in windows] == sorted(w[1] for w in windows)
+    for chunk, (start, end) in zip(result["chunks"], windows, strict=True):
+        assert 0 <= start < end <= video.duration
+        for number in chunk:  # each chunk's sentences lie in its window (to the rounding of whole clips)
+            sentence = result["sentences"][number - 1]
+            assert start - 0.5 <= sentence["start"] <= sentence["end"] <= end + 0.5
+    for sentence in result["sentences"]:
+        assert 0 <= sentence["start"] <= sentence["end"] <= video.duration
+        assert all(sentence["start"] <= w["start"] <= w["end"] <= sentence["end"] for w in sentence["words"])
+    assert result["paragraph"]["start"] <= min(s["start"] for s in result["sentences"])
+
+    whole = grounder.ground(video, sentences, reading="chunks")  # the paper's protocol, still at hand
+    assert whole["reading"] == "chunks" and "chunk_windows" not in whole
+    assert all(0 <= s["start"] <= s["end"] <= video.duration for s in whole["sentences"])
+    short = grounder.ground(video, sentences[:8])  # within the trained length: read whole, as always
+    assert "reading" not in short and "chunks" not in short
