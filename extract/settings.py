@@ -62,6 +62,11 @@ class ExtractSettings:
             raise InputError(f"{self.weights}: {self.backbone} weights not found")
         if self.pca and not Path(self.pca).is_file():
             raise InputError(f"{self.pca}: PCA file not found")
+        for name in ("clip_len", "stride"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"{name} must be a positive number of frames (or null for the backbone's)")
+        if self.sample_fps is not None and self.sample_fps < 0:
+            raise InputError("sample_fps must be 0 (every frame), a positive rate, or null for the backbone's")
         declared.layer_dim(self.layer or declared.layer)
         if declared.name == "c3d":
             return
