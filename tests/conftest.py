@@ -153,3 +153,16 @@ def overrides(data, run_dir, *extra):
 
 def cli(*args, **kwargs):
     return subprocess.run([str(REPO / "bin" / args[0]), *args[1:]], capture_output=True, text=True, cwd=REPO, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def entry_point_helps(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """`bin/<name> --help` of every entry point, run once a session from a folder outside the clone with no
+    venv on PATH (each command must find the project's interpreter by itself)."""
+    folder = tmp_path_factory.mktemp("elsewhere")
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    helps = {}
+    for name in ("extract", "train", "eval", "ground"):
+        command = [str(REPO / "bin" / name), "--help"]
+        helps[name] = subprocess.run(command, capture_output=True, text=True, cwd=folder, env=env, timeout=120)
+    return helps

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
 
 from conftest import REPO
 
 COMMANDS = ["extract", "train", "eval", "ground"]
 
 
-def test_each_entry_point_runs_its_help_from_another_folder_without_the_venv_on_path(tmp_path):
-    # PATH holds no python with torch here: each command must find .venv's interpreter by itself.
-    env = {**os.environ, "PATH": "/usr/bin:/bin"}
-    for name in COMMANDS:
-        done = subprocess.run(
-            [str(REPO / "bin" / name), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
-        )
+def test_each_entry_point_runs_its_help_from_another_folder_without_the_venv_on_path(entry_point_helps):
+    assert sorted(entry_point_helps) == sorted(COMMANDS)
+    for name, done in entry_point_helps.items():
         assert done.returncode == 0, f"bin/{name}: {done.stderr[-400:]}"
         assert done.stdout.startswith(f"usage: bin/{name}")
 

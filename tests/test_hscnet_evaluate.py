@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import SMOKE, cli, overrides
 
 from hscnet.annotations import read_annotations
 from hscnet.config import load_config
+from hscnet.evaluate import EvalOutputs, evaluate_checkpoint
 from hscnet.train import train
 
 
-def test_bin_eval_prints_the_table_beside_the_prior_and_writes_json(proxy_data, tmp_path):
-    config = load_config(SMOKE, overrides(proxy_data, tmp_path / "run", "train.epochs=1"))
-    train(config, progress=False)
+@pytest.fixture(scope="module")
+def checkpoint(proxy_data, tmp_path_factory):
+    """A model trained for one epoch on real paragraphs with proxy features."""
+    run = tmp_path_factory.mktemp("eval") / "run"
+    train(load_config(SMOKE, overrides(proxy_data, run, "train.epochs=1")), progress=False)
+    return run / "best.pt"
+
+
+def test_bin_eval_prints_the_table_beside_the_prior_and_writes_json(proxy_data, checkpoint, tmp_path):
     result = cli(
         "eval",
         "--checkpoint",
-        str(tmp_path / "run" / "best.pt"),
+        str(checkpoint),
         "--json",
         str(tmp_path / "m.json"),
         "--predictions",
@@ -40,24 +48,19 @@ def test_bin_eval_prints_the_table_beside_the_prior_and_writes_json(proxy_data, 
     assert all(0 <= s <= e <= p["duration"] for p in predictions for s, e in p["predicted"])
 
 
-def test_bin_eval_reads_an_uncut_long_paragraph_as_one_story_or_as_the_paper_does(proxy_data, tmp_path):
-    config = load_config(SMOKE, overrides(proxy_data, tmp_path / "run", "train.epochs=1"))
-    train(config, progress=False)
+def test_an_uncut_long_paragraph_is_read_as_one_story_or_as_the_paper_does(proxy_data, checkpoint, tmp_path, capsys):
     paragraphs, _ = read_annotations(proxy_data["train"])  # real ActivityNet training paragraphs, uncut
     long = sum(len(p.sentences) > 8 for p in paragraphs)
     assert long == 4
     readings = {}
     for reading in ("story", "chunks"):
-        out = tmp_path / f"{reading}.json"
-        arguments = ["--annotations", str(proxy_data["train"]), "--json", str(out), "--predictions",
-                     str(tmp_path / f"{reading}.jsonl"), "--reading", reading, "--no-progress"]  # fmt: skip
-        result = cli("eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), *arguments)
-        assert result.returncode == 0, result.stderr
-        readings[reading] = json.loads(out.read_text())
-        expected = (
-            "4 paragraphs longer than the trained length read as one story" if reading == "story" else "as the paper"
-        )
-        assert expected in result.stdout
+        outputs = EvalOutputs(json=str(tmp_path / f"{reading}.json"), predictions=str(tmp_path / f"{reading}.jsonl"))
+        evaluate_checkpoint(checkpoint, annotations=str(proxy_data["train"]), outputs=outputs, reading=reading,
+                            progress=False)  # fmt: skip
+        printed = capsys.readouterr().out
+        readings[reading] = json.loads((tmp_path / f"{reading}.json").read_text())
+        story = "4 paragraphs longer than the trained length read as one story"
+        assert (story if reading == "story" else "every paragraph as the paper reads it") in printed
         predictions = [json.loads(x) for x in (tmp_path / f"{reading}.jsonl").read_text().splitlines()]
         assert sum(len(p["sentences"]) for p in predictions) == readings[reading]["sentences"]
         assert all(0 <= s <= e <= p["duration"] for p in predictions for s, e in p["predicted"])
