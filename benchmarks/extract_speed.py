@@ -48,7 +48,7 @@ import torch
 from layouts import encoder_in_layout
 
 from extract.encoders import build_encoder
-from extract.precision import cpu_has_native_bf16
+from extract.precision import cpu_prefers_bf16
 from extract.settings import ExtractSettings
 from extract.video import decode_clips, probe
 from pipeline.extraction import run_extraction
@@ -85,11 +85,11 @@ def modes(device: str, backbone: str = "c3d") -> list[tuple[str, str]]:
     if backbone != "c3d":
         if device == "cuda":
             return [("fp32", "contiguous"), ("fp16", "contiguous")]
-        return [("fp32", "contiguous")] + ([("bf16", "contiguous")] if cpu_has_native_bf16() else [])
+        return [("fp32", "contiguous")] + ([("bf16", "contiguous")] if cpu_prefers_bf16() else [])
     if device == "cuda":
         return [("fp16", "contiguous"), ("fp16", "channels_last_3d"), ("fp32", "contiguous")]
     found = [("fp32", "contiguous"), ("fp32", "channels_last_3d")]
-    return found + ([("bf16", "channels_last_3d"), ("bf16", "contiguous")] if cpu_has_native_bf16() else [])
+    return found + ([("bf16", "channels_last_3d"), ("bf16", "contiguous")] if cpu_prefers_bf16() else [])
 
 
 def layout_name(encoder) -> str:
@@ -235,7 +235,7 @@ def main() -> None:
         chosen = build_encoder(settings)
         print(
             f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch capability {torch.backends.cpu.get_cpu_capability()}, "
-            f"native bf16 {'yes' if cpu_has_native_bf16() else 'no'}; {chosen.describe()}"
+            f"bf16 preferred {'yes' if cpu_prefers_bf16() else 'no'}; {chosen.describe()}"
         )
         network = "C3D" if args.backbone == "c3d" else args.backbone
         rates = c3d_rates(modes(chosen.device.type, args.backbone), sample, chosen, args.rounds, args.backbone)

@@ -1,8 +1,8 @@
 """The precision every network runs in, one rule for C3D and the Kinetics backbones alike.
 
-On a CPU, bf16 where the processor computes it natively and float32 elsewhere: bf16 features are
-within 0.5 % of float32's for all four networks and 1.3 to 4 times as fast where bf16 is native,
-while emulated bf16 (AVX-512 without bf16) is slower than float32 (docs/benchmarks.md). On CUDA,
+On a CPU, bf16 where the processor computes it fast (AMX-bf16, or avx512_bf16 on AMD) and float32
+elsewhere: bf16 features are within 0.5 % of float32's for all four networks and 1.3 to 4 times as
+fast there, while elsewhere bf16 was slower than float32 (docs/benchmarks.md). On CUDA,
 fp16 autocast. A user may force `fp32` anywhere, `bf16` on either device, `fp16` on CUDA only.
 This module imports no torch.
 """
@@ -28,22 +28,32 @@ _BF16_ISAS = {
 }
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (the avx512_bf16 or amx_bf16 flags of Linux).
-
-    Not `torch.ops.mkldnn._is_mkldnn_bf16_supported()`: that is also true on AVX-512 CPUs without
-    bf16 (Skylake-X, Cascade Lake), where oneDNN emulates bf16 slowly. A cap on oneDNN's instruction
-    set below bf16 (`ONEDNN_MAX_CPU_ISA=AVX2`) counts as no native bf16, since oneDNN then cannot use it.
-    """
+def cpu_prefers_bf16() -> bool:
+    """Whether C3D and the Kinetics networks run faster in bf16 than in float32 on this CPU (`fast_bf16`
+    on the flags and vendor of Linux's /proc/cpuinfo and oneDNN's instruction-set cap)."""
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
-    if cap not in _BF16_ISAS:
-        return False
+    fields = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+            for line in handle:  # the first processor's block is every core's
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:  # not Linux: float32 is never wrong, only slower
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return fast_bf16(set(fields.get("flags", "").split()), fields.get("vendor_id", ""), cap)
+
+
+def fast_bf16(flags: set[str], vendor: str, cap: str = "ALL") -> bool:
+    """The rule, measured on C3D (docs/benchmarks.md): bf16 where the CPU has AMX-bf16 (Intel), or
+    avx512_bf16 on AMD (Zen 4 and 5 run it at twice float32's rate); float32 elsewhere. An Intel CPU that
+    shows avx512_bf16 without AMX ran C3D in bf16 at 0.6 of float32's rate, and AVX-512 without bf16
+    emulates it slowly. A cap on oneDNN's instruction set below bf16 (ONEDNN_MAX_CPU_ISA=AVX2) counts as
+    none, since oneDNN then cannot use it."""
+    if cap not in _BF16_ISAS:
+        return False
+    return "amx_bf16" in flags or ("avx512_bf16" in flags and vendor == "AuthenticAMD")
 
 
 def choose_precision(requested: str, device_type: str) -> str:
@@ -51,7 +61,7 @@ def choose_precision(requested: str, device_type: str) -> str:
     if requested not in PRECISIONS:
         raise InputError(f"unknown precision {requested!r}: use {', '.join(PRECISIONS)}")
     if requested == "auto":
-        return "fp16" if device_type == "cuda" else "bf16" if cpu_has_native_bf16() else "fp32"
+        return "fp16" if device_type == "cuda" else "bf16" if cpu_prefers_bf16() else "fp32"
     if requested == "fp16" and device_type != "cuda":
         raise InputError(f"precision fp16 needs CUDA; on {device_type} use fp32 or bf16")
     return requested
