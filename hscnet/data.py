@@ -172,15 +172,9 @@ class GroundingDataset(torch.utils.data.Dataset):
     ):
         self.store = store  # a FeatureStore or released HDF5Features: where each video's clips are read
         self.reading = reading
-        self.num_clips, self.feature_dim, self.max_sentences = (
-            reading.num_clips,
-            reading.feature_dim,
-            reading.max_sentences,
-        )
-        self.seed, self.sample_sentences, self.crop_videos = reading.seed, reading.sample_sentences, reading.crop_videos
         max_words, chunk_sentences = reading.max_words, reading.chunk_sentences
-        if self.max_sentences is not None and not self.sample_sentences:
-            chunk_sentences = self.max_sentences  # every sentence, in the chunks evaluation reads
+        if reading.max_sentences is not None and not reading.sample_sentences:
+            chunk_sentences = reading.max_sentences  # every sentence, in the chunks evaluation reads
         self.report = DatasetReport()
         words = words if words is not None else tokenize_paragraphs(paragraphs)
 
@@ -232,10 +226,10 @@ class GroundingDataset(torch.utils.data.Dataset):
 
     def _check_dimension(self, video: str, features: np.ndarray | None = None) -> np.ndarray:
         features = self.store.read(video) if features is None else features
-        if features.ndim != 2 or features.shape[1] != self.feature_dim or features.shape[0] == 0:
+        if features.ndim != 2 or features.shape[1] != self.reading.feature_dim or features.shape[0] == 0:
             raise InputError(
                 f"{self.store.where(video)}: features of shape {tuple(features.shape)}, "
-                f"expected [clips, {self.feature_dim}] (data.feature_dim)"
+                f"expected [clips, {self.reading.feature_dim}] (data.feature_dim)"
             )
         return features
 
@@ -246,22 +240,22 @@ class GroundingDataset(torch.utils.data.Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         item = self.items[index]
         order = np.arange(len(item.texts))
-        training = self.max_sentences is not None
-        rng = np.random.default_rng((self.seed, epoch, index)) if training else None
-        if training and self.sample_sentences:
+        training = self.reading.max_sentences is not None
+        rng = np.random.default_rng((self.reading.seed, epoch, index)) if training else None
+        if training and self.reading.sample_sentences:
             # As the VPG peers train (PRVG): a count drawn from 1..min(max_sentences, Ns),
             # then that many sentences drawn without replacement, their indices sorted.
-            count = int(rng.integers(1, min(self.max_sentences, len(order)) + 1))
+            count = int(rng.integers(1, min(self.reading.max_sentences, len(order)) + 1))
             order = np.sort(rng.choice(order, count, replace=False))
         video = self._check_dimension(item.video, self.store.read(item.video))  # [T, Dv]
         seconds, duration = item.spans[order], item.duration  # [Ns, 2]
-        if training and self.crop_videos:
+        if training and self.reading.crop_videos:
             first, last = crop_window(len(video), duration, seconds, rng)
             clip = duration / len(video)
             video, seconds, duration = video[first:last], seconds - first * clip, (last - first) * clip
         spans = np.clip(seconds / duration, 0.0, 1.0)
         return {
-            "video": torch.from_numpy(prepare_video(video, self.num_clips)),
+            "video": torch.from_numpy(prepare_video(video, self.reading.num_clips)),
             "word_ids": [item.word_ids[i] for i in order],
             "spans": torch.from_numpy(spans.astype(np.float32)),
             "duration": duration,
