@@ -26,7 +26,7 @@ lint: $(DEPS)
 	$(PY) -m ruff check .
 
 demo: $(DEPS)
-	$(PY) -m pipeline.demo
+	$(PY) -m hscnet.pipeline.demo
 
 clean-demo:
 	rm -rf demo

@@ -24,15 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.settings import ExtractSettings
+from hscnet.extract.settings import ExtractSettings
 
 REPO = Path(__file__).resolve().parents[1]
 CHARADES = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data")) / "videos" / "charades.mp4"
 
 DECODE = """
 import json, os, sys, time
-from extract.spec import FeatureSpec
-from extract.video import decode_clips, probe
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.video import decode_clips, probe
 path, decoder, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
 started, cpu_started = time.perf_counter(), time.process_time()
 info = probe(path, decoder)
@@ -79,7 +79,7 @@ def run(video: Path, decoder: str, pause: float, script: str = DECODE) -> dict:
 
 
 def av1_video(path: Path) -> Path:
-    from pipeline.synthetic import write_video
+    from hscnet.pipeline.synthetic import write_video
 
     y, x = np.mgrid[0:360, 0:640]
     frames = (

@@ -47,12 +47,12 @@ import numpy as np
 import torch
 from layouts import encoder_in_layout
 
-from extract.encoders import build_encoder
-from extract.precision import cpu_prefers_bf16
-from extract.settings import ExtractSettings
-from extract.video import decode_clips, probe
-from pipeline.extraction import run_extraction
-from pipeline.passes import cpu_passes
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.precision import cpu_prefers_bf16
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.video import decode_clips, probe
+from hscnet.pipeline.extraction import run_extraction
+from hscnet.pipeline.passes import cpu_passes
 
 REPO = Path(__file__).resolve().parents[1]
 DECODE_COPIES = 20  # decoding alone is timed on at most this many copies: a rate, steady after a few
@@ -61,8 +61,8 @@ DECODE_COPIES = 20  # decoding alone is timed on at most this many copies: a rat
 # across exec, so ru_maxrss reported this script's own size (1.80 GiB) instead of the extraction's.
 MEASURE = """
 import json, sys, time
-from extract.extractor import extract_video
-from extract.settings import ExtractSettings
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.settings import ExtractSettings
 settings = ExtractSettings(device=sys.argv[2])
 started = time.time()
 features, record = extract_video(sys.argv[1], "v", build_encoder(settings).encode, settings.spec())
@@ -167,7 +167,7 @@ def long_video(path: Path, minutes: int, minute: Path) -> Path:
 
 
 def one_minute_720p(path: Path) -> Path:
-    from pipeline.synthetic import write_video
+    from hscnet.pipeline.synthetic import write_video
 
     rng = np.random.default_rng(0)
     base = np.linspace(rng.uniform(0, 80, 3), rng.uniform(80, 160, 3), 720, dtype=np.float32)[:, None, :]
@@ -187,7 +187,7 @@ def first_seconds(source: Path, seconds: float, path: Path) -> Path:
     """The first `seconds` of `source`, decoded and encoded again (H.264) at its size and frame rate."""
     import av
 
-    from pipeline.synthetic import write_video
+    from hscnet.pipeline.synthetic import write_video
 
     with av.open(str(source)) as container:
         stream = container.streams.video[0]

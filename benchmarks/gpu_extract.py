@@ -28,15 +28,15 @@ import numpy as np
 import torch
 from layouts import encoder_in_layout
 
-from extract.c3d import C3DEncoder
-from extract.settings import ExtractSettings
-from extract.spec import FeatureSpec
-from extract.video import decode_clips
+from hscnet.extract.c3d import C3DEncoder
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.video import decode_clips
 
 
 def test_video(path: Path, seconds: int, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
     """A moving square over a gradient, H.264, `seconds` long."""
-    from pipeline.synthetic import write_video
+    from hscnet.pipeline.synthetic import write_video
 
     rng = np.random.default_rng(0)
     base = np.linspace(rng.uniform(0, 80, 3), rng.uniform(80, 160, 3), height, dtype=np.float32)[:, None, :]

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.encoders import build_encoder
-from extract.extractor import extract_video
-from extract.store import video_id_for
 from hscnet.checkpoint import load_model
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.store import video_id_for
 from hscnet.grounder import extraction_settings
-from pipeline import synthetic
-from pipeline.ground import DEMO_CHECKPOINT
+from hscnet.pipeline import synthetic
+from hscnet.pipeline.ground import DEMO_CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[1]
 

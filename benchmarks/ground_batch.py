@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from hscnet.annotations import load_paragraphs
-from pipeline.ground import DEMO_CHECKPOINT, RAY_FROM_VIDEOS
+from hscnet.pipeline.ground import DEMO_CHECKPOINT, RAY_FROM_VIDEOS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from extract.encoders import build_encoder
-from extract.settings import ExtractSettings
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.settings import ExtractSettings
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.memory import keep_freed_memory
+from hscnet.common.memory import keep_freed_memory
 from hscnet.config import Config
 from hscnet.data import collate
 from hscnet.losses import total_loss

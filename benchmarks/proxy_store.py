@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from extract.spec import FeatureSpec
-from extract.store import FeatureStore, ManifestRecord
 from hscnet.annotations import Paragraph
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.store import FeatureStore, ManifestRecord
 from hscnet.text import tokenize
 
 CLIPS_PER_SECOND = 30 / 16  # C3D clips of 16 frames at 30 fps

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from common.memory import keep_freed_memory
 from hscnet.annotations import load_paragraphs
+from hscnet.common.memory import keep_freed_memory
 from hscnet.config import load_config
 from hscnet.data import EpochSampler, loader_workers, make_loader, tokenize_paragraphs
 from hscnet.features import open_features

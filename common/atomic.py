@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import PipelineError
+from hscnet.common.errors import PipelineError
 
 # mkstemp makes its file private (0600); the final file gets the mode any new file of this process would.
 _UMASK = os.umask(0)
@@ -167,8 +167,7 @@ def only_writer(folder: str | os.PathLike) -> Iterator[Path]:
                 continue
             who = f"process {other.get('pid', '?')} on {other.get('host', '?')} since {other.get('since', '?')}"
             raise PipelineError(
-                f"{folder}: another run is writing here ({who}); wait for it to finish, or remove {lock} if it is "
-                "gone"
+                f"{folder}: another run is writing here ({who}); wait for it to finish, or remove {lock} if it is gone"
             ) from None
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(holder))

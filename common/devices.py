@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from common.errors import InputError
+from hscnet.common.errors import InputError
 
 
 def resolve_device(name: str) -> torch.device:

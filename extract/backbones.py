@@ -21,7 +21,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from common.errors import InputError
+from hscnet.common.errors import InputError
 
 log = logging.getLogger(__name__)
 

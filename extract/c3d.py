@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.devices import resolve_device
-from common.errors import InputError, first_line
-from common.memory import keep_freed_memory
-from extract.backbones import C3D_LAYERS, warn_random_weights
-from extract.precision import choose_precision
-from extract.spec import RANDOM_WEIGHTS, file_identity
+from hscnet.common.devices import resolve_device
+from hscnet.common.errors import InputError, first_line
+from hscnet.common.memory import keep_freed_memory
+from hscnet.extract.backbones import C3D_LAYERS, warn_random_weights
+from hscnet.extract.precision import choose_precision
+from hscnet.extract.spec import RANDOM_WEIGHTS, file_identity
 
 log = logging.getLogger(__name__)
 

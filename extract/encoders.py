@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from extract.backbones import backbone
-from extract.settings import ExtractSettings
+from hscnet.extract.backbones import backbone
+from hscnet.extract.settings import ExtractSettings
 
 if TYPE_CHECKING:
-    from extract.c3d import C3DEncoder
-    from extract.kinetics import KineticsEncoder
+    from hscnet.extract.c3d import C3DEncoder
+    from hscnet.extract.kinetics import KineticsEncoder
 
 
 def build_encoder(settings: ExtractSettings) -> C3DEncoder | KineticsEncoder:
     """The backbone `settings` name, with its weights (or a random one, announced), on its device."""
     settings.check_files()
     if settings.backbone != "c3d":
-        from extract.kinetics import KineticsEncoder
+        from hscnet.extract.kinetics import KineticsEncoder
 
         return KineticsEncoder(
             name=settings.backbone,
@@ -30,7 +30,7 @@ def build_encoder(settings: ExtractSettings) -> C3DEncoder | KineticsEncoder:
             precision=settings.precision,
             batch_size=settings.batch_size,
         )
-    from extract.c3d import C3DEncoder, load_pca
+    from hscnet.extract.c3d import C3DEncoder, load_pca
 
     layer = settings.layer or backbone("c3d").layer
     projection = load_pca(settings.pca, settings.pca_dims, backbone("c3d").layer_dim(layer)) if settings.pca else None

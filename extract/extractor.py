@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import first_line
-from extract.spec import FeatureSpec
-from extract.store import ManifestRecord
-from extract.video import VideoInfo, decode_clips, probe
+from hscnet.common.errors import first_line
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.store import ManifestRecord
+from hscnet.extract.video import VideoInfo, decode_clips, probe
 
 
 def extract_video(

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.devices import resolve_device
-from common.errors import InputError, first_line
-from common.memory import keep_freed_memory
-from extract.backbones import backbone, warn_random_weights
-from extract.precision import choose_precision
+from hscnet.common.devices import resolve_device
+from hscnet.common.errors import InputError, first_line
+from hscnet.common.memory import keep_freed_memory
+from hscnet.extract.backbones import backbone, warn_random_weights
+from hscnet.extract.precision import choose_precision
 
 SLOWFAST_ALPHA = 4  # the slow pathway sees every 4th frame of the fast one's 32
 KINETICS_BACKBONES = ("x3d_m", "slowfast_r50", "r2plus1d_r50")

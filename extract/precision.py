@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from common.errors import InputError
+from hscnet.common.errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 

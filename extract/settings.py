@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import InputError
-from extract.backbones import backbone
-from extract.spec import RANDOM_WEIGHTS, FeatureSpec, file_identity
-from extract.video import DECODERS
+from hscnet.common.errors import InputError
+from hscnet.extract.backbones import backbone
+from hscnet.extract.spec import RANDOM_WEIGHTS, FeatureSpec, file_identity
+from hscnet.extract.video import DECODERS
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common.errors import InputError
-from extract.backbones import C3D_BACKBONE
+from hscnet.common.errors import InputError
+from hscnet.extract.backbones import C3D_BACKBONE
 
 RANDOM_WEIGHTS = "random"
 

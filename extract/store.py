@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import atomic
-from common.errors import InputError
-from extract.spec import FeatureSpec
+from hscnet.common import atomic
+from hscnet.common.errors import InputError
+from hscnet.extract.spec import FeatureSpec
 
 MANIFEST = "manifest.jsonl"
 # The fields of a manifest line written before the spec was nested (hscnet 0.1): read back into a spec.
@@ -87,7 +87,7 @@ class ManifestRecord:
                 raise TypeError(f"{field.name} must be {kind.__name__}, got {value!r:.60}")
             values[field.name] = kind(value)
         if values.get("status") not in ("ok", "failed"):
-            raise TypeError(f"status must be \"ok\" or \"failed\", got {values.get('status')!r:.60}")
+            raise TypeError(f'status must be "ok" or "failed", got {values.get("status")!r:.60}')
         return cls(spec=spec, **values)
 
 

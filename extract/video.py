@@ -43,9 +43,9 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from common.errors import InputError, first_line
-from extract.backbones import backbone
-from extract.spec import FeatureSpec
+from hscnet.common.errors import InputError, first_line
+from hscnet.extract.backbones import backbone
+from hscnet.extract.spec import FeatureSpec
 
 DECODERS = ("pyav", "decord")
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv"})

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import atomic
-from common.errors import InputError
+from hscnet.common import atomic
+from hscnet.common.errors import InputError
 from hscnet.restricted_pickle import load_object_npy
 
 log = logging.getLogger(__name__)

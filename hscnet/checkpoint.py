@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from common.atomic import atomic_path
-from common.errors import InputError, first_line
-from extract.spec import FeatureSpec
+from hscnet.common.atomic import atomic_path
+from hscnet.common.errors import InputError, first_line
 from hscnet.config import Config, config_from_dict
+from hscnet.extract.spec import FeatureSpec
 from hscnet.model import HSCNet, ModelArgs
 from hscnet.prior import SpanPrior
 from hscnet.text import Vocabulary

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from common import atomic
-from common.errors import InputError
+from hscnet.common import atomic
+from hscnet.common.errors import InputError
 
 
 @dataclass

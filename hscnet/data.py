@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from common.errors import InputError
 from hscnet.annotations import Paragraph
+from hscnet.common.errors import InputError
 from hscnet.config import Config
 from hscnet.features import prepare_video
 from hscnet.text import Vocabulary, tokenize

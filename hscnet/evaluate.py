@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import atomic
-from common.devices import autocast_dtype, resolve_device
-from common.errors import InputError
-from common.wording import count
-from extract.store import FeatureStore, video_id_for
-from extract.video import list_videos
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_model
+from hscnet.common import atomic
+from hscnet.common.devices import autocast_dtype, resolve_device
+from hscnet.common.errors import InputError
+from hscnet.common.wording import count
 from hscnet.data import GroundingDataset, Reading, make_loader
+from hscnet.extract.store import FeatureStore, video_id_for
+from hscnet.extract.video import list_videos
 from hscnet.features import open_features
 from hscnet.infer import READINGS, ground_paragraph
 from hscnet.metrics import grounding_metrics

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import InputError
-from extract.spec import RELEASED_ACTIVITYNET, FeatureSpec
-from extract.store import FeatureStore, check_features
+from hscnet.common.errors import InputError
+from hscnet.extract.spec import RELEASED_ACTIVITYNET, FeatureSpec
+from hscnet.extract.store import FeatureStore, check_features
 
 
 class HDF5Features:

@@ -27,18 +27,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.devices import resolve_device
-from common.errors import InputError
-from common.wording import count
-from extract.backbones import BACKBONES, C3D_LAYERS
-from extract.c3d import load_c3d, load_pca
-from extract.encoders import build_encoder
-from extract.extractor import extract_video
-from extract.settings import ExtractSettings
-from extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
-from extract.store import video_id_for
-from extract.video import VideoInfo, clip_count, decode_clips, frame_sequence
 from hscnet.checkpoint import TrainedModel, load_model
+from hscnet.common.devices import resolve_device
+from hscnet.common.errors import InputError
+from hscnet.common.wording import count
+from hscnet.extract.backbones import BACKBONES, C3D_LAYERS
+from hscnet.extract.c3d import load_c3d, load_pca
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
+from hscnet.extract.store import video_id_for
+from hscnet.extract.video import VideoInfo, clip_count, decode_clips, frame_sequence
 from hscnet.infer import ground_paragraph
 from hscnet.text import PAD, UNK, Vocabulary, english, load_word_vectors, parse_paragraph
 

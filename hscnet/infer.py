@@ -27,9 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from common.devices import autocast_dtype
-from common.errors import InputError
 from hscnet.checkpoint import TrainedModel
+from hscnet.common.devices import autocast_dtype
+from hscnet.common.errors import InputError
 from hscnet.data import chunks, collate
 from hscnet.features import prepare_video
 from hscnet.text import ParsedParagraph, parse_paragraph

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from common.errors import InputError
+from hscnet.common.errors import InputError
 from hscnet.config import Config, ModelConfig, dataclass_from_dict
 
 

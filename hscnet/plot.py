@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import textwrap
 
-from common.atomic import atomic_path
+from hscnet.common.atomic import atomic_path
 
 PREDICTED, TRUTH, WORD = "#2b6cb0", "#a0aec0", "#dd6b20"
 

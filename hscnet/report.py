@@ -25,9 +25,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from common import atomic
-from common.wording import count
-from extract.store import video_id_for
+from hscnet.common import atomic
+from hscnet.common.wording import count
+from hscnet.extract.store import video_id_for
 from hscnet.metrics import temporal_iou
 
 EMBED_VIDEO_MAX_BYTES = 8 * 1024**2

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import InputError
+from hscnet.common.errors import InputError
 
 
 def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:

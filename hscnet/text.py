@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import atomic
-from common.errors import InputError
+from hscnet.common import atomic
+from hscnet.common.errors import InputError
 
 log = logging.getLogger(__name__)
 

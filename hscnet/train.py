@@ -28,16 +28,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common.atomic import append_line, atomic_path, recover, write_text
-from common.devices import autocast_dtype, resolve_device
-from common.errors import InputError, PipelineError
-from common.memory import keep_freed_memory
-from extract.spec import FeatureSpec
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_checkpoint, save_checkpoint
+from hscnet.common.atomic import append_line, atomic_path, recover, write_text
+from hscnet.common.devices import autocast_dtype, resolve_device
+from hscnet.common.errors import InputError, PipelineError
+from hscnet.common.memory import keep_freed_memory
 from hscnet.config import Config, config_from_dict, load_config, save_config
 from hscnet.data import EpochSampler, GroundingDataset, Reading, make_loader, tokenize_paragraphs
 from hscnet.evaluate import predict, score
+from hscnet.extract.spec import FeatureSpec
 from hscnet.features import open_features
 from hscnet.losses import total_loss
 from hscnet.metrics import format_metrics

@@ -6,9 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from common.errors import PipelineError
-
-OUR_LOGGERS = ("common", "extract", "hscnet", "pipeline")
+from hscnet.common.errors import PipelineError
 
 
 def run(main: Callable[[], object]) -> None:
@@ -16,11 +14,10 @@ def run(main: Callable[[], object]) -> None:
     130 on Ctrl-C. Other exceptions are bugs and keep their traceback."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in OUR_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.INFO)
-        logger.addHandler(handler)
-        logger.propagate = False
+    logger = logging.getLogger("hscnet")  # every module of ours logs beneath it
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
         result = main()
         code = result if isinstance(result, int) and not isinstance(result, bool) else 0

@@ -14,25 +14,25 @@ import logging
 import time
 from pathlib import Path
 
-from common import atomic
-from common.errors import PipelineError
-from extract.backbones import backbone
-from extract.encoders import build_encoder
-from extract.settings import ExtractSettings
-from extract.video import clip_count
 from hscnet.checkpoint import load_checkpoint
+from hscnet.common import atomic
+from hscnet.common.errors import PipelineError
+from hscnet.common.paths import CONFIGS, DEMO
 from hscnet.config import load_config
 from hscnet.evaluate import EvalOutputs, evaluate_checkpoint
+from hscnet.extract.backbones import backbone
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.video import clip_count
 from hscnet.grounder import Grounder
+from hscnet.pipeline import cli
+from hscnet.pipeline.extraction import run_extraction
+from hscnet.pipeline.ground import DEMO_CHECKPOINT, format_table
+from hscnet.pipeline.synthetic import DEMO_SHAPE, WorldShape, generate_world, plan_world, scene_clips
 from hscnet.plot import plot_grounding
 from hscnet.train import train
-from pipeline import cli
-from pipeline.extraction import run_extraction
-from pipeline.ground import DEMO_CHECKPOINT, format_table
-from pipeline.synthetic import DEMO_SHAPE, WorldShape, generate_world, plan_world, scene_clips
 
-log = logging.getLogger("pipeline.demo")  # not __name__: `python -m pipeline.demo` runs it as __main__
-REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("hscnet.pipeline.demo")  # not __name__: `python -m hscnet.pipeline.demo` runs it as __main__
 DEMO_MODEL = DEMO_CHECKPOINT.name  # last.pt: see pipeline.ground.DEMO_CHECKPOINT
 
 
@@ -63,7 +63,7 @@ def run_demo(
     clips: int = DEMO_CLIPS,
     seed: int = 0,
     *,
-    folder: Path = REPO / "demo",
+    folder: Path = DEMO,
     overrides: list[str] = (),
     progress: bool = True,
     shape: WorldShape = DEMO_SHAPE,
@@ -76,7 +76,7 @@ def run_demo(
     spec = settings.spec()
     paths = [f"data.{name}={folder / 'annotations' / f'{name}.jsonl'}" for name in ("train", "val", "test")]
     config = load_config(
-        REPO / "configs" / "demo.yaml",
+        CONFIGS / "demo.yaml",
         [f"data.features={folder / 'features'}", f"data.feature_dim={spec.dim}", *paths, f"run_dir={folder / 'run'}",
          *overrides],
     )  # fmt: skip
@@ -154,7 +154,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", default="c3d", help="extract with this backbone (default c3d, the paper's)")
-    parser.add_argument("--folder", default=str(REPO / "demo"), help="where the demo is written (default demo/)")
+    parser.add_argument("--folder", default=str(DEMO), help="where the demo is written (default demo/)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     cli.run(

@@ -22,15 +22,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common import atomic
-from common.errors import InputError, PipelineError
-from common.wording import count
-from extract.backbones import warn_random_weights
-from extract.extractor import extract_video
-from extract.settings import ExtractSettings
-from extract.spec import FeatureSpec
-from extract.store import MANIFEST, FeatureStore, video_id_for
-from extract.video import list_videos
+from hscnet.common import atomic
+from hscnet.common.errors import InputError, PipelineError
+from hscnet.common.wording import count
+from hscnet.extract.backbones import warn_random_weights
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.store import MANIFEST, FeatureStore, video_id_for
+from hscnet.extract.video import list_videos
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def run_extraction(
         if not todo:
             return summary
         if use_ray:
-            from pipeline.ray_workers import extract_with_ray
+            from hscnet.pipeline.ray_workers import extract_with_ray
 
             results = extract_with_ray(todo, settings, spec, workers=workers, address=address)
         else:
@@ -179,7 +179,7 @@ def extract_command(
 
 
 def _in_process(todo, settings: ExtractSettings, spec: FeatureSpec) -> Iterator:
-    from extract.encoders import build_encoder  # torch: only where a network runs
+    from hscnet.extract.encoders import build_encoder  # torch: only where a network runs
 
     encoder = build_encoder(settings)
     log.info(encoder.describe())

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common import atomic
-from common.errors import InputError
-from common.wording import count
-from extract.store import FeatureStore, video_id_for
-from extract.video import probe
 from hscnet.annotations import load_paragraphs
+from hscnet.common import atomic
+from hscnet.common.errors import InputError
+from hscnet.common.paths import DEMO
+from hscnet.common.wording import count
+from hscnet.extract.store import FeatureStore, video_id_for
+from hscnet.extract.video import probe
 from hscnet.grounder import EncodedVideo, Grounder
 from hscnet.plot import plot_grounding
 from hscnet.report import EMBED_VIDEO_MAX_BYTES, write_report
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # The demo's model is its last epoch's: 6 validation videos (19 sentences) are too few to pick an
 # epoch on (docs/results.md).
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "demo" / "run" / "last.pt"
+DEMO_CHECKPOINT = DEMO / "run" / "last.pt"
 RAY_FROM_VIDEOS = 8  # a batch with this many distinct videos or more is extracted with Ray
 
 
@@ -270,7 +271,7 @@ def ground_batch(
     """bin/ground --batch: one line per item in `out` (the `--json` layout with the item's line number, or
     `{"line", "video", "error"}`); exit code 0 only when every item was grounded. `features_dir` keeps the
     extracted features (a feature store: a rerun extracts only what it lacks); by default they are temporary."""
-    from pipeline.extraction import run_extraction
+    from hscnet.pipeline.extraction import run_extraction
 
     items = read_batch(items_file)
     check_output(out, "predictions")

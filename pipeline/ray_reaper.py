@@ -1,4 +1,4 @@
-"""What a Ray started by a killed driver leaves behind, removed: run as `python -m pipeline.ray_reaper PID`.
+"""What a Ray started by a killed driver leaves behind, removed: run as `python -m hscnet.pipeline.ray_reaper PID`.
 
 Ray ties its node's main processes to the driver that started them (they die with it, even on
 kill -9), but its dashboard and runtime-env agents outlive the raylet by about a minute, waiting
@@ -25,11 +25,10 @@ def start() -> subprocess.Popen:
     `ray.init`, so that a kill during Ray's start-up is covered too (Ray names a session after the
     process that starts it: session_<date>_<time>_<pid>)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.ray_reaper", str(os.getpid())],
+        [sys.executable, "-m", "hscnet.pipeline.ray_reaper", str(os.getpid())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[1],
     )
 
 

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.memory import MALLOC_SETTINGS, children_keep_freed_memory
-from extract.extractor import extract_video
-from extract.settings import ExtractSettings
-from extract.spec import FeatureSpec
-from extract.store import ManifestRecord
-from extract.video import VideoInfo, decode_clips
-from pipeline import ray_reaper
-from pipeline.passes import ForwardPasses, cpu_passes
+from hscnet.common.memory import MALLOC_SETTINGS, children_keep_freed_memory
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.store import ManifestRecord
+from hscnet.extract.video import VideoInfo, decode_clips
+from hscnet.pipeline import ray_reaper
+from hscnet.pipeline.passes import ForwardPasses, cpu_passes
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def _actor_class(ray):
         def __init__(self, settings: ExtractSettings, spec: FeatureSpec, passes: int, threads: int):
             import torch
 
-            from extract.encoders import build_encoder
+            from hscnet.extract.encoders import build_encoder
 
             torch.set_num_threads(threads)  # per pass: each calling thread runs its own team of these
             self.spec, self.decoder = spec, settings.decoder

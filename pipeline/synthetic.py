@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common import atomic
-from common.errors import InputError
-from extract.video import clip_count
+from hscnet.common import atomic
+from hscnet.common.errors import InputError
+from hscnet.extract.video import clip_count
 
 WIDTH, HEIGHT, FPS = 192, 144, 8
 COLOURS = {

@@ -24,19 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import InputError
-from extract.settings import ExtractSettings
-from extract.store import FeatureStore, video_id_for
-from extract.video import VIDEO_SUFFIXES, list_videos
 from hscnet.annotations import Paragraph, read_annotations, write_jsonl
+from hscnet.common.errors import InputError
+from hscnet.common.paths import CONFIGS
 from hscnet.config import load_config
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.store import FeatureStore, video_id_for
+from hscnet.extract.video import VIDEO_SUFFIXES, list_videos
+from hscnet.pipeline.extraction import run_extraction
 from hscnet.train import run as train_run
 from hscnet.train import train
-from pipeline.extraction import run_extraction
 
 log = logging.getLogger(__name__)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LARGE_DATA = 2000  # training paragraphs from which the paper's model and recipe are the default
 SPLIT = (0.8, 0.1, 0.1)
 TARGET_STEPS = 3000  # the small recipe's training length, in steps (20 to 120 epochs)

@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from benchmarks.proxy_store import write_proxy_store
-from extract.settings import ExtractSettings
-from extract.store import FeatureStore
 from hscnet.annotations import read_annotations, write_jsonl
 from hscnet.config import load_config
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.store import FeatureStore
+from hscnet.pipeline import synthetic
+from hscnet.pipeline.extraction import run_extraction
+from hscnet.pipeline.passes import cpu_passes
 from hscnet.train import train
-from pipeline import synthetic
-from pipeline.extraction import run_extraction
-from pipeline.passes import cpu_passes
 
 REPO = Path(__file__).resolve().parents[1]
 

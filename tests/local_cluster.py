@@ -19,8 +19,8 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from extract.settings import ExtractSettings
-from pipeline.extraction import run_extraction
+from hscnet.extract.settings import ExtractSettings
+from hscnet.pipeline.extraction import run_extraction
 
 
 def kill_when(cluster: Cluster, node, manifest: Path, lines: int, killed: threading.Event) -> None:

@@ -11,12 +11,21 @@ import itertools
 
 from conftest import REPO
 
-PACKAGES = ["common", "extract", "hscnet", "pipeline"]  # each may import only those before it
+# The repository's folders, each installed beneath `hscnet` (the model's folder is `hscnet` itself);
+# each may import only those before it.
+PACKAGES = ["common", "extract", "hscnet", "pipeline"]
 LIBRARY = [path for package in PACKAGES for path in sorted((REPO / package).glob("*.py"))]
 
 
 def module_name(path) -> str:
-    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+    name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+    return name if name.startswith("hscnet") else f"hscnet.{name}"
+
+
+def layer(module: str) -> str:
+    """The folder a module of ours lives in: `hscnet.extract.video` is extract/, `hscnet.model` hscnet/."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else "hscnet"
 
 
 def imported_modules(path) -> set[str]:
@@ -27,7 +36,7 @@ def imported_modules(path) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}  # `from pipeline import cli`
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}  # `from hscnet.pipeline import cli`
     modules = {module_name(p) for p in LIBRARY}
     return {name for name in found if name in modules}
 
@@ -42,7 +51,7 @@ def test_imports_point_one_way_between_packages():
         f"{module} imports {target}"
         for module, targets in import_graph().items()
         for target in targets
-        if order[target.split(".")[0]] > order[module.split(".")[0]]
+        if order[layer(target)] > order[layer(module)]
     ]
     assert wrong == []
 
@@ -85,7 +94,7 @@ def test_ray_is_imported_only_by_the_orchestration_package():
             names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
             if any(name == "ray" or name.startswith("ray.") for name in names):
                 users.append(module_name(path))
-    assert users and all(user.startswith("pipeline.") for user in users)
+    assert users and all(layer(user) == "pipeline" for user in users)
 
 
 def wide_signatures(source: str, name: str) -> list[str]:
@@ -112,3 +121,23 @@ def test_no_signature_is_wider_than_a_reader_can_hold():
     wide = [row for path in LIBRARY + scripts for row in wide_signatures(path.read_text(encoding="utf-8"),
                                                                          str(path.relative_to(REPO)))]  # fmt: skip
     assert wide == []
+
+
+def bare_imports(source: str) -> list[str]:
+    """Imports of a repository folder by its own name (`extract.video`) instead of beneath `hscnet`."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        names += [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+    return [name for name in names if name.split(".")[0] in {"common", "extract", "pipeline"}]
+
+
+def test_every_import_of_ours_goes_through_the_one_installed_name():
+    """The wheel installs only `hscnet`; a bare `import extract` would work in a clone and fail installed."""
+    assert bare_imports("import extract.video\nfrom pipeline import cli\nfrom hscnet.extract import c3d\n") == [
+        "extract.video",
+        "pipeline",
+    ]
+    sources = [*LIBRARY, *(REPO / "bin").iterdir(), *(REPO / "benchmarks").glob("*.py"), *(REPO / "tests").glob("*.py")]
+    bare = [f"{path.relative_to(REPO)}: {name}" for path in sources for name in bare_imports(path.read_text("utf-8"))]
+    assert bare == []

@@ -166,7 +166,7 @@ def test_the_eval_index_lists_each_video_worst_first_and_links_its_page(browser,
 
 def page_of_a_video(video, tmp_path):
     """A report page of one hand-made span on `video`, with the video's own duration and start."""
-    from extract.video import probe
+    from hscnet.extract.video import probe
     from hscnet.report import write_report
 
     info = probe(video)
@@ -184,7 +184,7 @@ def page_of_a_video(video, tmp_path):
 def test_a_stream_that_starts_late_is_played_where_its_timeline_says(browser, tmp_path):
     from conftest import solid_frames
 
-    from pipeline.synthetic import write_video
+    from hscnet.pipeline.synthetic import write_video
 
     frames = solid_frames(40, (200, 40, 40))
     video = write_video(tmp_path / "late.mp4", frames, fps=10, timestamps=[10 + i / 10 for i in range(40)])
@@ -200,7 +200,7 @@ def test_a_stream_that_starts_late_is_played_where_its_timeline_says(browser, tm
 def test_a_video_the_browser_cannot_play_says_so_and_keeps_the_timeline(browser, tmp_path):
     from conftest import solid_frames
 
-    from pipeline.synthetic import write_video
+    from hscnet.pipeline.synthetic import write_video
 
     video = write_video(tmp_path / "old.mkv", solid_frames(30, (40, 200, 40)), fps=10, codec="mpeg4")
     page, errors = open_page(browser, page_of_a_video(video, tmp_path), DESKTOP)

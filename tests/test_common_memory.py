@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from common.memory import MALLOC_SETTINGS, has_glibc
+from hscnet.common.memory import MALLOC_SETTINGS, has_glibc
 from tests.conftest import REPO
 
 # Runs a 3-D convolution (C3D's first layer, on 2 clips) eight times, in the main thread or in a new one
@@ -24,7 +24,7 @@ from tests.conftest import REPO
 SCRIPT = """
 import resource, statistics, sys, threading
 import torch
-from common.memory import keep_freed_memory
+from hscnet.common.memory import keep_freed_memory
 
 if sys.argv[1] == "kept":
     assert keep_freed_memory()

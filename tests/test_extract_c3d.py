@@ -7,18 +7,18 @@ import pytest
 import torch
 from conftest import solid_frames
 
-from common.errors import InputError
-from extract import precision
-from extract.backbones import C3D_LAYERS
-from extract.c3d import C3D, load_c3d
-from extract.encoders import build_encoder
-from extract.precision import cpu_prefers_bf16
-from extract.settings import ExtractSettings
-from extract.spec import FeatureSpec
-from extract.store import FeatureStore
-from extract.video import decode_clips
-from pipeline.extraction import extract_command
-from pipeline.synthetic import write_video
+from hscnet.common.errors import InputError
+from hscnet.extract import precision
+from hscnet.extract.backbones import C3D_LAYERS
+from hscnet.extract.c3d import C3D, load_c3d
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.precision import cpu_prefers_bf16
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.store import FeatureStore
+from hscnet.extract.video import decode_clips
+from hscnet.pipeline.extraction import extract_command
+from hscnet.pipeline.synthetic import write_video
 
 
 def test_c3d_weights_are_checked_key_by_key_and_shape_by_shape(tmp_path):

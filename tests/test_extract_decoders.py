@@ -7,13 +7,13 @@ import pytest
 from conftest import solid_frames
 from test_extract_video import brightening_frames, irregular_times
 
-from common.errors import InputError
-from extract.encoders import build_encoder
-from extract.extractor import extract_video
-from extract.settings import ExtractSettings
-from extract.spec import FeatureSpec
-from extract.video import VideoError, decode_clips, probe
-from pipeline.synthetic import write_video
+from hscnet.common.errors import InputError
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.video import VideoError, decode_clips, probe
+from hscnet.pipeline.synthetic import write_video
 
 pytest.importorskip("decord", reason="decord2 is a dev dependency: make test installs it")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from extract.encoders import build_encoder
-from extract.extractor import extract_video
-from extract.settings import ExtractSettings
-from extract.spec import FeatureSpec
-from extract.video import clip_count, decode_clips, probe
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.video import clip_count, decode_clips, probe
 
 
 def test_the_real_video_gives_the_rows_its_frames_and_stride_imply(charades):

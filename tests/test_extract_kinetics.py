@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import InputError
-from extract.backbones import BACKBONES, backbone
-from extract.encoders import build_encoder
-from extract.extractor import extract_video
-from extract.kinetics import KineticsEncoder, build_kinetics_model
-from extract.settings import ExtractSettings
-from extract.video import Geometry, decode_clips, probe
+from hscnet.common.errors import InputError
+from hscnet.extract.backbones import BACKBONES, backbone
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.kinetics import KineticsEncoder, build_kinetics_model
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.video import Geometry, decode_clips, probe
 
 
 @pytest.mark.parametrize("name", ["x3d_m", "slowfast_r50", "r2plus1d_r50"])

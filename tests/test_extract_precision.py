@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import InputError
-from extract.precision import choose_precision, fast_bf16
+from hscnet.common.errors import InputError
+from hscnet.extract.precision import choose_precision, fast_bf16
 
 
 def test_bf16_where_it_was_measured_faster_and_float32_elsewhere():
@@ -18,7 +18,7 @@ def test_bf16_where_it_was_measured_faster_and_float32_elsewhere():
 
 
 def test_a_precision_is_chosen_per_device_and_fp16_needs_cuda(monkeypatch):
-    from extract import precision
+    from hscnet.extract import precision
 
     monkeypatch.setattr(precision, "cpu_prefers_bf16", lambda: True)
     assert (choose_precision("auto", "cpu"), choose_precision("auto", "cuda")) == ("bf16", "fp16")

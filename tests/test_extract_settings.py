@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import InputError
-from extract.backbones import BACKBONES
-from extract.settings import ExtractSettings
+from hscnet.common.errors import InputError
 from hscnet.config import dataclass_from_yaml
+from hscnet.extract.backbones import BACKBONES
+from hscnet.extract.settings import ExtractSettings
 
 
 @pytest.mark.parametrize(

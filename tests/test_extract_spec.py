@@ -7,9 +7,9 @@ import json
 import pytest
 from conftest import write_feature_store
 
-from common.errors import InputError
-from extract.spec import FeatureSpec, file_identity
-from extract.store import FeatureStore, ManifestRecord
+from hscnet.common.errors import InputError
+from hscnet.extract.spec import FeatureSpec, file_identity
+from hscnet.extract.store import FeatureStore, ManifestRecord
 
 
 def test_a_spec_round_trips_and_names_what_differs():

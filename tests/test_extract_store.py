@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import write_feature_store
 
-from extract.store import FeatureStore
+from hscnet.extract.store import FeatureStore
 from hscnet.features import open_features
 
 

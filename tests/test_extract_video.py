@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import solid_frames
 
-from extract.extractor import extract_video
-from extract.spec import FeatureSpec
-from extract.video import VideoError, clip_count, decode_clips, frame_sequence, list_videos, probe
-from pipeline.synthetic import write_video
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.spec import FeatureSpec
+from hscnet.extract.video import VideoError, clip_count, decode_clips, frame_sequence, list_videos, probe
+from hscnet.pipeline.synthetic import write_video
 
 CODECS = [
     ("libx264", "mp4"),

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from conftest import REPO, SMOKE, cli, overrides, threads_of_a_worker_pass
 
-from common import atomic
-from common.atomic import DiskFullError
-from extract.settings import ExtractSettings
-from pipeline.extraction import run_extraction
-from pipeline.synthetic import write_video
+from hscnet.common import atomic
+from hscnet.common.atomic import DiskFullError
+from hscnet.extract.settings import ExtractSettings
+from hscnet.pipeline.extraction import run_extraction
+from hscnet.pipeline.synthetic import write_video
 
 
 @pytest.fixture
@@ -120,8 +120,8 @@ def test_bin_train_on_a_full_disk_stops_with_one_line(small_disk, proxy_data):
 
 
 def test_damaged_feature_files_are_refused_naming_the_file(tmp_path):
-    from common.errors import InputError
-    from extract.store import FeatureStore
+    from hscnet.common.errors import InputError
+    from hscnet.extract.store import FeatureStore
 
     store = FeatureStore(tmp_path / "store", create=True)
     np.save(tmp_path / "store" / "good.npy", np.ones((4, 8), np.float16))
@@ -147,7 +147,7 @@ def test_damaged_feature_files_are_refused_naming_the_file(tmp_path):
 def test_hdf5_files_with_missing_keys_are_refused_naming_the_key(tmp_path):
     import h5py
 
-    from common.errors import InputError
+    from hscnet.common.errors import InputError
     from hscnet.features import open_features
 
     with h5py.File(tmp_path / "f.hdf5", "w") as f:
@@ -167,8 +167,8 @@ def test_hdf5_files_with_missing_keys_are_refused_naming_the_key(tmp_path):
 def test_damaged_checkpoints_are_refused_in_one_line_and_no_code_runs(tmp_path):
     import torch
 
-    from common.errors import InputError
     from hscnet.checkpoint import load_checkpoint
+    from hscnet.common.errors import InputError
 
     marker = tmp_path / "ran"
 
@@ -192,7 +192,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from common.errors import PipelineError  # noqa: E402
+from hscnet.common.errors import PipelineError  # noqa: E402
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 JSON = st.recursive(
@@ -237,7 +237,7 @@ def test_fuzz_jsonl_annotation_files(tmp_path, lines):
     st.sampled_from(["video_id", "source", "status", "spec", "error", "clips", "duration", "x"]), JSON, max_size=6
 ).map(json.dumps) | st.text(max_size=40), max_size=4))  # fmt: skip
 def test_fuzz_manifest_lines(tmp_path, lines):
-    from extract.store import FeatureStore
+    from hscnet.extract.store import FeatureStore
 
     (tmp_path / "store").mkdir(exist_ok=True)
     (tmp_path / "store" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
@@ -261,7 +261,7 @@ def test_fuzz_configs(tmp_path, content):
 @FUZZ
 @given(st.text(max_size=200))
 def test_fuzz_paragraph_files(tmp_path, text):
-    from pipeline.ground import read_paragraph
+    from hscnet.pipeline.ground import read_paragraph
 
     path = tmp_path / "paragraph.txt"
     path.write_text(text, encoding="utf-8")
@@ -273,7 +273,7 @@ def test_fuzz_paragraph_files(tmp_path, text):
 @given(st.lists(st.dictionaries(st.sampled_from(["video", "paragraph", "x"]), JSON, max_size=3).map(json.dumps)
                 | st.text(max_size=30), max_size=4))  # fmt: skip
 def test_fuzz_batch_item_files(tmp_path, lines):
-    from pipeline.ground import read_batch
+    from hscnet.pipeline.ground import read_batch
 
     path = tmp_path / "items.jsonl"
     path.write_text("\n".join(lines))

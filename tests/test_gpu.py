@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from extract.encoders import build_encoder
-from extract.settings import ExtractSettings
 from hscnet.config import Config
 from hscnet.data import collate
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.settings import ExtractSettings
 from hscnet.losses import total_loss
 from hscnet.model import build_model
 

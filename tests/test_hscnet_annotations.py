@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from common.errors import InputError
 from hscnet.annotations import detect_format, read_annotations
+from hscnet.common.errors import InputError
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,11 @@ import pytest
 import torch
 from test_hscnet_model import make_items
 
-from common.errors import InputError
-from extract.spec import FeatureSpec
 from hscnet import checkpoint as ckpt
+from hscnet.common.errors import InputError
 from hscnet.config import Config
 from hscnet.data import collate
+from hscnet.extract.spec import FeatureSpec
 from hscnet.model import build_model
 from hscnet.text import PAD, UNK
 

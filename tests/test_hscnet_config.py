@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import InputError
+from hscnet.common.errors import InputError
 from hscnet.config import Config, config_from_dict, dataclass_from_yaml, load_config, save_config
 
 
@@ -48,7 +48,7 @@ def test_missing_config_file(tmp_path):
 def test_shipped_configs_load():
     from conftest import REPO
 
-    from extract.settings import ExtractSettings
+    from hscnet.extract.settings import ExtractSettings
 
     training = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "extract.yaml")
     assert [p.name for p in training] == [
@@ -68,7 +68,7 @@ def test_shipped_configs_load():
 def test_training_precision_is_float32_unless_bf16_is_asked_for():
     import torch
 
-    from common.devices import autocast_dtype
+    from hscnet.common.devices import autocast_dtype
 
     for device in (torch.device("cpu"), torch.device("cuda")):
         assert autocast_dtype(Config().train.precision, device) is None

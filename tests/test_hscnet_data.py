@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import REPO, write_feature_store
 
-from common.errors import InputError
 from hscnet.annotations import read_annotations
+from hscnet.common.errors import InputError
 from hscnet.config import load_config
 from hscnet.data import (
     EpochSampler,

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from common.errors import InputError
+from hscnet.common.errors import InputError
 from hscnet.features import HDF5Features, open_features, prepare_video, resample_clips
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from conftest import SMOKE
 
-from common.errors import InputError
-from extract.spec import FeatureSpec, file_identity
-from extract.video import clip_count
 from hscnet.annotations import Paragraph
+from hscnet.common.errors import InputError
+from hscnet.extract.spec import FeatureSpec, file_identity
+from hscnet.extract.video import clip_count
 from hscnet.grounder import Grounder, extraction_settings
-from pipeline import synthetic
-from pipeline.ground import ModelChoice, format_table, ground_command
+from hscnet.pipeline import synthetic
+from hscnet.pipeline.ground import ModelChoice, format_table, ground_command
 
 
 def test_ground_asks_for_the_pca_the_features_were_projected_with(tmp_path):
@@ -88,12 +88,12 @@ def test_a_model_of_the_released_activitynet_features_grounds_with_their_recipe(
     import torch
     from conftest import SMOKE, solid_frames
 
-    from extract.c3d import C3D
-    from extract.spec import RELEASED_ACTIVITYNET
     from hscnet.annotations import write_jsonl
     from hscnet.config import load_config
+    from hscnet.extract.c3d import C3D
+    from hscnet.extract.spec import RELEASED_ACTIVITYNET
+    from hscnet.pipeline.synthetic import write_video
     from hscnet.train import train
-    from pipeline.synthetic import write_video
 
     rng = np.random.default_rng(0)
     videos = ["v_a", "v_b", "v_c"]
@@ -155,11 +155,11 @@ def test_a_word_glove_knows_is_not_unknown_at_grounding(small_world):
 
 @pytest.mark.slow
 def test_a_model_trained_on_x3d_m_features_grounds_with_x3d_m(small_world, tmp_path):
-    from extract.settings import ExtractSettings
-    from extract.store import FeatureStore
     from hscnet.config import load_config
+    from hscnet.extract.settings import ExtractSettings
+    from hscnet.extract.store import FeatureStore
+    from hscnet.pipeline.extraction import run_extraction
     from hscnet.train import train
-    from pipeline.extraction import run_extraction
 
     folder, splits = small_world
     settings = ExtractSettings(backbone="x3d_m")

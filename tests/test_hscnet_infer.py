@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from extract.store import FeatureStore
+from hscnet.extract.store import FeatureStore
 from hscnet.grounder import EncodedVideo, Grounder
 
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from common.errors import InputError
 from hscnet.annotations import read_annotations
+from hscnet.common.errors import InputError
 from hscnet.restricted_pickle import load_object_npy
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from common.errors import InputError
+from hscnet.common.errors import InputError
 from hscnet.text import PAD, UNK, Vocabulary, load_word_vectors, parse_paragraph, tokenize
 
 

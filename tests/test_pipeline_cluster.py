@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from extract.store import FeatureStore
-from pipeline.synthetic import write_video
+from hscnet.extract.store import FeatureStore
+from hscnet.pipeline.synthetic import write_video
 
 pytestmark = pytest.mark.slow
 

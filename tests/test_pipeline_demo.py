@@ -7,14 +7,14 @@ import json
 import pytest
 from conftest import SMALL, WORLD_CLIPS, WORLD_SEED
 
-from extract.store import FeatureStore
 from hscnet.checkpoint import load_checkpoint
-from pipeline import synthetic
+from hscnet.extract.store import FeatureStore
+from hscnet.pipeline import synthetic
 
 
 @pytest.mark.slow
 def test_the_whole_demo_in_miniature(tmp_path, ray_session):
-    from pipeline.demo import run_demo
+    from hscnet.pipeline.demo import run_demo
 
     summary = run_demo(
         WORLD_CLIPS,

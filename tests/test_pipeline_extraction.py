@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 from conftest import REPO, solid_frames, threads_of_a_worker_pass
 
-from common.errors import InputError
-from extract.encoders import build_encoder
-from extract.extractor import extract_video
-from extract.settings import ExtractSettings
-from extract.store import FeatureStore
-from pipeline.extraction import extract_command, run_extraction
-from pipeline.passes import ForwardPasses, cpu_passes
-from pipeline.ray_workers import videos_in_flight
-from pipeline.synthetic import write_video
+from hscnet.common.errors import InputError
+from hscnet.extract.encoders import build_encoder
+from hscnet.extract.extractor import extract_video
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.store import FeatureStore
+from hscnet.pipeline.extraction import extract_command, run_extraction
+from hscnet.pipeline.passes import ForwardPasses, cpu_passes
+from hscnet.pipeline.ray_workers import videos_in_flight
+from hscnet.pipeline.synthetic import write_video
 
 
 @pytest.mark.slow
 def test_ray_extraction_records_failures_resumes_and_matches_the_plain_function(tmp_path, ray_session, caplog):
-    caplog.set_level(logging.INFO, logger="pipeline")
+    caplog.set_level(logging.INFO, logger="hscnet.pipeline")
     videos = tmp_path / "videos"
     videos.mkdir()
     write_video(videos / "green.mp4", solid_frames(40, (20, 200, 20)), fps=10)
@@ -79,9 +79,9 @@ def test_damaged_weights_stop_a_ray_extraction_with_the_error_that_names_them(tm
 PLAN_AND_HELP = """
 import runpy, sys
 from pathlib import Path
-from extract.settings import ExtractSettings
-from extract.store import FeatureStore
-from pipeline.extraction import plan
+from hscnet.extract.settings import ExtractSettings
+from hscnet.extract.store import FeatureStore
+from hscnet.pipeline.extraction import plan
 todo, _ = plan([Path(sys.argv[1])], FeatureStore(sys.argv[2], create=True), ExtractSettings().spec())
 sys.argv = ["bin/extract", "--help"]
 try:
@@ -133,7 +133,7 @@ def test_without_out_the_store_is_features_in_the_current_folder(tmp_path, monke
     videos.mkdir()
     write_video(videos / "grey.mp4", solid_frames(16, (99, 99, 99)), fps=10)
     monkeypatch.chdir(tmp_path)
-    caplog.set_level(logging.INFO, logger="pipeline")
+    caplog.set_level(logging.INFO, logger="hscnet.pipeline")
     assert extract_command("videos", None, None, {}, use_ray=False, progress=False) == 0
     assert FeatureStore(tmp_path / "features").read("grey").shape == (1, 4096)
     assert f"no --out given: the feature store is {tmp_path / 'features'}" in caplog.text
@@ -158,7 +158,7 @@ def test_a_gpu_worker_decodes_as_many_videos_as_its_cores_allow():
 
 def test_a_chunk_takes_every_idle_pass_and_keeps_each_clips_features(charades):
     """One video alone must not run on half of a worker's cores; its features stay those of one pass."""
-    from extract.video import decode_clips
+    from hscnet.extract.video import decode_clips
 
     settings = ExtractSettings(batch_size=1)
     clips = next(decode_clips(charades, settings.spec()))[:2]  # [2, 16, 112, 112, 3]: 2 batches
@@ -190,8 +190,8 @@ def test_a_chunk_takes_every_idle_pass_and_keeps_each_clips_features(charades):
 def test_a_second_run_into_a_store_being_written_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
     import socket
 
-    from common import atomic
-    from common.errors import PipelineError
+    from hscnet.common import atomic
+    from hscnet.common.errors import PipelineError
 
     videos = tmp_path / "videos"
     videos.mkdir()

@@ -11,12 +11,12 @@ import pytest
 from conftest import REPO, cli
 
 from benchmarks.proxy_store import write_proxy_store
-from common.errors import InputError
 from hscnet.annotations import Paragraph
+from hscnet.common.errors import InputError
 from hscnet.config import load_config
 from hscnet.grounder import Grounder
+from hscnet.pipeline.ground import GroundOutputs, ModelChoice, ground_command
 from hscnet.train import train
-from pipeline.ground import GroundOutputs, ModelChoice, ground_command
 
 
 def test_ground_gives_valid_json_for_every_sentence_and_word(small_world, tmp_path):
@@ -115,7 +115,7 @@ def test_bin_ground_prints_the_table(small_world):
 
 
 def test_without_a_checkpoint_the_newest_run_is_used_then_the_demos(tmp_path, monkeypatch):
-    from pipeline import ground
+    from hscnet.pipeline import ground
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ground, "DEMO_CHECKPOINT", tmp_path / "demo" / "run" / "best.pt")
@@ -185,7 +185,7 @@ def test_batch_grounds_every_item_as_one_call_would_and_records_the_failures(sma
 
 @pytest.mark.slow
 def test_batch_of_many_videos_extracts_with_ray_into_a_store_a_rerun_reuses(small_world, ray_session, tmp_path):
-    from pipeline.ground import ground_batch
+    from hscnet.pipeline.ground import ground_batch
 
     folder, splits = small_world
     shortest = sorted(splits["train"] + splits["val"] + splits["test"], key=lambda p: p["duration"])
@@ -247,7 +247,7 @@ def test_a_byte_order_mark_is_not_part_of_the_first_word(small_world, tmp_path):
     encoded = grounder.encode_video(video)
     text = " ".join(example["sentences"])
     (tmp_path / "bom.txt").write_bytes("\ufeff".encode() + text.encode())
-    from pipeline.ground import read_paragraph
+    from hscnet.pipeline.ground import read_paragraph
 
     with_mark = read_paragraph(tmp_path / "bom.txt", sentences_per_line=False)
     assert with_mark == text
@@ -278,7 +278,7 @@ def test_one_long_video_shows_its_extraction_progress(small_world, capsys):
 
 
 def test_the_table_counts_in_the_singular_where_there_is_one():
-    from pipeline.ground import format_table
+    from hscnet.pipeline.ground import format_table
 
     words = [{"word": "blorf", "start": 0.0, "end": 1.0}]
     result = {"video": "v.mp4", "duration": 2.0, "paragraph": {"start": 0.0, "end": 1.0}, "unknown_words": ["blorf"],

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from common.errors import InputError
-from extract.video import probe
-from pipeline import synthetic
+from hscnet.common.errors import InputError
+from hscnet.extract.video import probe
+from hscnet.pipeline import synthetic
 
 
 def test_the_generator_is_deterministic_for_a_seed():

@@ -8,10 +8,10 @@ import subprocess
 import pytest
 from conftest import REPO
 
-from common.errors import InputError
 from hscnet.annotations import Paragraph
-from pipeline import synthetic
-from pipeline.train_command import caption_video_id, find_captions, num_clips_for, split_by_video
+from hscnet.common.errors import InputError
+from hscnet.pipeline import synthetic
+from hscnet.pipeline.train_command import caption_video_id, find_captions, num_clips_for, split_by_video
 
 TINY = synthetic.WorldShape(episodes=(2, 2), idle_at_ends=3.0, idle_between=3.0)
 
