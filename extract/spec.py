@@ -84,6 +84,9 @@ class FeatureSpec:
         ]
 
     def describe(self) -> str:
+        if self.backbone == "imported":  # extract/imported.py: rows of features made elsewhere
+            rows = f"a row every {1 / self.sample_fps:g} s" if self.sample_fps else "rows spread over each video"
+            return f"imported {self.layer} ({self.dim}-d), {rows}"
         frames = f"{self.clip_len}-frame clips every {self.stride} frames"
         if self.sample_fps:
             frames += f" at {self.sample_fps:g} fps"

@@ -9,6 +9,8 @@
 
 `ground` returns the dict that `bin/ground --json` writes; `encode_video` gives a video's
 features, which `ground` also takes, so that one video is extracted once for many paragraphs.
+`read_features` reads features made elsewhere (a `.npy` of [T, D]): the only way to ground with a
+model trained on imported features (`bin/extract --import`), which this tool cannot make from a video.
 A new video is extracted with the feature spec the checkpoint was trained on; a checkpoint whose
 features cannot be made again here (released HDF5 features, proxy features) is refused, and so are
 C3D weights or a PCA file other than the ones the spec names.
@@ -35,6 +37,7 @@ from hscnet.extract.backbones import BACKBONES, C3D_LAYERS
 from hscnet.extract.c3d import load_c3d, load_pca
 from hscnet.extract.encoders import build_encoder
 from hscnet.extract.extractor import extract_video
+from hscnet.extract.imported import is_imported, read_feature_file
 from hscnet.extract.settings import ExtractSettings
 from hscnet.extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
 from hscnet.extract.store import video_id_for
@@ -125,13 +128,15 @@ def _released_activitynet_settings(checkpoint: str, weights: str | None, pca: st
 class Grounder:
     """A trained HSCNet and the extractor of its features, ready to ground raw videos."""
 
-    def __init__(self, trained: TrainedModel, settings: ExtractSettings, device: torch.device):
+    def __init__(self, trained: TrainedModel, settings: ExtractSettings | None, device: torch.device):
+        """`settings` None: the model's features cannot be extracted here (imported ones), only read."""
         self.trained, self.settings, self.device = trained, settings, device
         # spaCy takes about a second to import and build: let that happen while the backbone loads.
         self._text_ready = threading.Thread(target=english, daemon=True)
         self._text_ready.start()
-        self.spec = settings.spec()  # the files' own identities, also where the checkpoint names a released recipe
-        self.encoder = build_encoder(settings)
+        # The files' own identities, also where the checkpoint names a released recipe.
+        self.spec = settings.spec() if settings is not None else trained.feature_spec
+        self.encoder = build_encoder(settings) if settings is not None else None
 
     @classmethod
     def from_checkpoint(
@@ -141,6 +146,10 @@ class Grounder:
         checkpoint's features were made with, when they were not a random C3D without projection."""
         torch_device = resolve_device(device)
         trained = load_model(path, torch_device)
+        if is_imported(trained.feature_spec):
+            if weights or pca:
+                raise InputError(f"{path}: trained on features made elsewhere; --weights and --pca are for extraction")
+            return cls(trained, None, torch_device)
         return cls(
             trained, extraction_settings(trained.feature_spec, str(path), weights, pca, str(torch_device)), torch_device
         )
@@ -149,6 +158,11 @@ class Grounder:
         """Decode a video and extract its features with the checkpoint's spec; `progress` shows a bar of its
         clips (a long video takes minutes on a CPU). A video that ends before its container says is
         extracted, with a warning."""
+        if self.encoder is None:
+            raise InputError(
+                f"{video}: the model was trained on features made elsewhere, {self.spec.describe()}, which this "
+                "tool cannot make from a video; give the video's features with --features FILE.npy --duration S"
+            )
         bar = tqdm(unit="clip", desc=f"extracting {Path(video).name}", disable=not progress, leave=False)
 
         def decode(info: VideoInfo):
@@ -174,6 +188,21 @@ class Grounder:
         if record.warning:
             log.warning(f"{video}: {record.warning}")
         return EncodedVideo(Path(video).name, features, record.duration, record.start)
+
+    def read_features(
+        self, path: str | os.PathLike, duration: float | None = None, *, transposed: bool = False
+    ) -> EncodedVideo:
+        """A video's features from a `.npy` file ([T, D], or [D, T] `transposed`), checked against the model's
+        feature size. `duration` in seconds; None takes it from the rows, where the features' spec says the
+        seconds a row covers."""
+        features = read_feature_file(path, transposed=transposed, dim=self.trained.config.data.feature_dim)
+        if duration is None:
+            if not (is_imported(self.spec) and self.spec.sample_fps):
+                raise InputError(f"{path}: give the video's duration (--duration S): the rows' times are not known")
+            duration = len(features) / self.spec.sample_fps
+        if not duration > 0:
+            raise InputError(f"{path}: duration {duration} must be above 0")
+        return EncodedVideo(Path(path).name, features, float(duration))
 
     def ground(
         self,

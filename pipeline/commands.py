@@ -19,7 +19,7 @@ from hscnet.pipeline import cli
 
 def extract_main(argv: list[str] | None = None, prog: str = "hscnet-extract") -> None:
     """Raw videos to a feature store. `argv` defaults to the command line."""
-    from hscnet.pipeline.extraction import extract_command
+    from hscnet.pipeline.extraction import extract_command, import_command
 
     default = ExtractSettings()
     parser = argparse.ArgumentParser(
@@ -29,12 +29,11 @@ def extract_main(argv: list[str] | None = None, prog: str = "hscnet-extract") ->
         epilog="examples:\n  %(prog)s --videos videos/                     # into ./features\n"
         "  %(prog)s --videos list.txt --out features/ --weights c3d.pickle --stride 8\n"
         "  %(prog)s --config configs/extract.yaml --videos videos/ --out features/\n"
-        "  %(prog)s --videos /shared/videos --out features/ --address auto   # join a Ray cluster",
+        "  %(prog)s --videos /shared/videos --out features/ --address auto   # join a Ray cluster\n"
+        "  %(prog)s --import clip_features/ --label clip-vit-b32 --captions captions.json   # made elsewhere",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--videos", required=True, help="a folder of videos (recursive) or a file listing one path a line"
-    )
+    parser.add_argument("--videos", help="a folder of videos (recursive) or a file listing one path a line")
     parser.add_argument("--out", help="the feature store folder, created if needed (default: ./features)")
     parser.add_argument("--config", help="defaults for the flags below (configs/extract.yaml); given flags win")
     parser.add_argument(
@@ -82,7 +81,31 @@ def extract_main(argv: list[str] | None = None, prog: str = "hscnet-extract") ->
     )
     parser.add_argument("--no-ray", action="store_true", help="extract in this process, one video after another")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    imported = parser.add_argument_group(
+        "features made elsewhere", "a folder of <video>.npy files ([T, D], a row per clip) instead of --videos"
+    )
+    imported.add_argument("--import", dest="import_dir", metavar="DIR", help="the folder of .npy files")
+    imported.add_argument("--label", help="what the features are, kept in their spec (e.g. clip-vit-b32)")
+    imported.add_argument("--transposed", action="store_true", help="the files are [D, T]")
+    imported.add_argument("--seconds-per-row", type=float, metavar="S", help="the seconds a row covers")
+    imported.add_argument("--captions", metavar="FILE",
+                          help="without --seconds-per-row: each video's duration, divided by its rows")  # fmt: skip
     args = parser.parse_args(argv)
+    if bool(args.videos) == bool(args.import_dir):
+        parser.error("give --videos DIR (raw videos) or --import DIR (.npy features made elsewhere)")
+    if args.import_dir:
+        if not args.label:
+            parser.error("--import needs --label, the name of the features (e.g. clip-vit-b32)")
+        cli.run(
+            lambda: import_command(
+                args.import_dir,
+                args.out,
+                label=args.label,
+                transposed=args.transposed,
+                seconds_per_row=args.seconds_per_row,
+                captions=args.captions,
+            )
+        )
     names = ("backbone", "decoder", "weights", "layer", "pca", "pca_dims", "clip_len", "stride", "sample_fps",
              "batch_size", "precision", "device", "object_store_mb")  # fmt: skip
     flags = {name: getattr(args, name) for name in names}
@@ -188,6 +211,7 @@ def ground_main(argv: list[str] | None = None, prog: str = "hscnet-ground") -> N
     """Ground a paragraph in a video, or a batch of them. `argv` defaults to the command line."""
     from hscnet.pipeline.ground import (
         RAY_FROM_VIDEOS,
+        FeatureFile,
         GroundOutputs,
         ModelChoice,
         ground_batch,
@@ -202,7 +226,8 @@ def ground_main(argv: list[str] | None = None, prog: str = "hscnet-ground") -> N
         epilog="examples:\n  %(prog)s demo/videos/demo_0140.mp4 demo/paragraphs/demo_0140.txt\n"
         "  %(prog)s my.mp4 my.txt --checkpoint runs/x/best.pt --json out.json --plot timeline.png\n"
         "  %(prog)s my.mp4 my.txt --html report.html --truth captions.json\n"
-        "  %(prog)s --batch items.jsonl --out predictions.jsonl",
+        "  %(prog)s --batch items.jsonl --out predictions.jsonl\n"
+        "  %(prog)s --features my.npy --duration 84.2 my.txt --checkpoint runs/clip/best.pt  # made elsewhere",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("video", nargs="?", help="the video file (MP4, MKV, WebM, AVI, ...)")
@@ -244,9 +269,17 @@ def ground_main(argv: list[str] | None = None, prog: str = "hscnet-ground") -> N
     )
     parser.add_argument(
         "--features",
-        metavar="DIR",
-        help="with --batch: keep the extracted features in this store (a rerun extracts only what it "
-        "lacks); by default they are temporary",
+        metavar="FILE.npy|DIR",
+        help="in place of VIDEO: the video's features made beforehand (FILE.npy, [T, D]), as a model trained on "
+        "features made elsewhere (bin/extract --import) needs; with --batch: keep the extracted features in "
+        "this store DIR (a rerun extracts only what it lacks), by default temporary",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="with --features FILE.npy: the video's length in seconds (default: rows times the seconds a row "
+        "covers, where the features were imported with --seconds-per-row)",
     )
     parser.add_argument("--workers", type=int, help="with --batch and Ray: CPUs Ray may use (default: all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -278,12 +311,20 @@ def ground_main(argv: list[str] | None = None, prog: str = "hscnet-ground") -> N
                 reading=args.reading,
             )
         )
-    if not args.video or not args.paragraph:
+    if args.features:  # the one positional is the paragraph
+        if not args.video or args.paragraph:
+            parser.error("--features FILE.npy takes the PARAGRAPH file alone, no VIDEO")
+        video, paragraph = FeatureFile(args.features, args.duration), args.video
+    elif not args.video or not args.paragraph:
         parser.error("give a VIDEO and a PARAGRAPH file, or --batch ITEMS.jsonl --out PREDICTIONS.jsonl")
+    elif args.duration is not None:
+        parser.error("--duration goes with --features FILE.npy")
+    else:
+        video, paragraph = args.video, args.paragraph
     cli.run(
         lambda: ground_command(
-            args.video,
-            args.paragraph,
+            video,
+            paragraph,
             model=model,
             sentences_per_line=args.sentences_per_line,
             progress=not args.no_progress,

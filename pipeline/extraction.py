@@ -27,6 +27,7 @@ from hscnet.common.errors import InputError, PipelineError
 from hscnet.common.wording import count
 from hscnet.extract.backbones import warn_random_weights
 from hscnet.extract.extractor import extract_video
+from hscnet.extract.imported import import_features
 from hscnet.extract.settings import ExtractSettings
 from hscnet.extract.spec import FeatureSpec
 from hscnet.extract.store import MANIFEST, FeatureStore, video_id_for
@@ -176,6 +177,43 @@ def extract_command(
                              progress=progress)  # fmt: skip
     print(summary.report())
     return 1 if summary.failed else 0
+
+
+def import_command(
+    folder: str,
+    out: str | None,
+    *,
+    label: str,
+    transposed: bool = False,
+    seconds_per_row: float | None = None,
+    captions: str | None = None,
+) -> int:
+    """bin/extract --import: a folder of per-video .npy features made elsewhere into a feature store, with
+    the seconds a row covers given or taken from the captions' durations."""
+    from hscnet.annotations import read_annotations
+
+    out = Path(out or "features")
+    durations = None
+    if captions is not None:
+        paragraphs, _ = read_annotations(captions)
+        durations = {paragraph.video: paragraph.duration for paragraph in paragraphs}
+    if not Path(folder).is_dir():
+        raise InputError(f"{folder}: folder of .npy feature files not found")
+    made = not out.exists()
+    store = FeatureStore(out, create=True)
+    try:
+        with atomic.only_writer(out):
+            summary = import_features(folder, store, label=label, transposed=transposed,
+                                      seconds_per_row=seconds_per_row, durations=durations)  # fmt: skip
+    except InputError:
+        if made and not any(out.iterdir()):
+            out.rmdir()  # a refused import leaves no empty store behind
+        raise
+    print(
+        f"imported {count(summary.imported, 'video')} ({count(summary.rows, 'row')}) into {out}: "
+        f"{summary.spec.describe()}"
+    )
+    return 0
 
 
 def _in_process(todo, settings: ExtractSettings, spec: FeatureSpec) -> Iterator:

@@ -24,6 +24,7 @@ from hscnet.common import atomic
 from hscnet.common.errors import InputError
 from hscnet.common.paths import DEMO
 from hscnet.common.wording import count
+from hscnet.extract.imported import read_feature_file
 from hscnet.extract.store import FeatureStore, video_id_for
 from hscnet.extract.video import probe
 from hscnet.grounder import EncodedVideo, Grounder
@@ -178,8 +179,16 @@ class GroundOutputs:
     embed_max_bytes: int = EMBED_VIDEO_MAX_BYTES  # a larger video is referenced by the page, not embedded
 
 
+@dataclass(frozen=True)
+class FeatureFile:
+    """bin/ground --features: a video's features made beforehand, in place of the video."""
+
+    path: str | os.PathLike
+    duration: float | None = None  # seconds; None: from the rows, where the model's features say a row's length
+
+
 def ground_command(
-    video: str | os.PathLike,
+    video: str | os.PathLike | FeatureFile,
     paragraph_file: str | os.PathLike,
     *,
     model: ModelChoice = ModelChoice(),
@@ -190,13 +199,24 @@ def ground_command(
 ) -> dict:
     """bin/ground: prints the table, writes what `outputs` asks for, returns the result dict. Every input
     and output path is checked before the model loads."""
-    check_video(video)
+    if isinstance(video, FeatureFile):
+        read_feature_file(video.path)  # a damaged file fails before the model loads
+    else:
+        check_video(video)
     paragraph = read_paragraph(paragraph_file, sentences_per_line)
     for path, what in ((outputs.json, "JSON"), (outputs.plot, "picture"), (outputs.html, "report page")):
         check_output(path, what)
     if outputs.truth:
         read_text_file(outputs.truth, "annotation")
-    result = model.load().ground(video, paragraph, progress=progress, reading=reading)
+    grounder = model.load()
+    if isinstance(video, FeatureFile):
+        encoded = grounder.read_features(video.path, video.duration)
+        result = grounder.ground(encoded, paragraph, progress=progress, reading=reading)
+        video = Path(video.path)  # names the video in --truth's file; no player on the page
+        playable = None
+    else:
+        result = grounder.ground(video, paragraph, progress=progress, reading=reading)
+        playable = video
     truth = read_truth(outputs.truth, video, len(result["sentences"])) if outputs.truth else None
     print(format_table(result))
     if outputs.json:
@@ -204,7 +224,7 @@ def ground_command(
     if outputs.plot:
         plot_grounding(result, outputs.plot, word_sentence=outputs.plot_sentence - 1, truth=truth)
     if outputs.html:
-        write_report(result, outputs.html, video=video, truth=truth, embed_max_bytes=outputs.embed_max_bytes)
+        write_report(result, outputs.html, video=playable, truth=truth, embed_max_bytes=outputs.embed_max_bytes)
         print(f"report page: {outputs.html}")
     return result
 

@@ -28,6 +28,7 @@ from hscnet.annotations import Paragraph, read_annotations, write_jsonl
 from hscnet.common.errors import InputError
 from hscnet.common.paths import CONFIGS
 from hscnet.config import load_config
+from hscnet.extract.imported import is_imported
 from hscnet.extract.settings import ExtractSettings
 from hscnet.extract.store import FeatureStore, video_id_for
 from hscnet.extract.video import VIDEO_SUFFIXES, list_videos
@@ -168,7 +169,10 @@ def own_data_run(folder: Path, overrides: list[str], videos: str | None, caption
     if state.interrupted:
         return 130
     checkpoint = run_dir / ("best.pt" if (run_dir / "best.pt").is_file() else "last.pt")
-    print(f"ground a video with it: bin/ground VIDEO PARAGRAPH.txt --checkpoint {checkpoint}")
+    if is_imported(spec):
+        print(f"ground with it: bin/ground --features VIDEO.npy --duration S PARAGRAPH.txt --checkpoint {checkpoint}")
+    else:
+        print(f"ground a video with it: bin/ground VIDEO PARAGRAPH.txt --checkpoint {checkpoint}")
     return 0
 
 
