@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,11 +26,15 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel pip builds from this clone (with this environment's setuptools: nothing is downloaded)."""
+    """The wheel pip builds from a copy of this clone (setuptools builds in the source folder, which must
+    stay clean), with this environment's setuptools: nothing is downloaded."""
+    source = tmp_path_factory.mktemp("source") / "hscnet"
+    leave_out = shutil.ignore_patterns(".*", "build", "demo", "runs", "*.egg-info", "__pycache__")
+    shutil.copytree(REPO, source, ignore=leave_out)
     folder = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(folder),
-         str(REPO)],
+         str(source)],
         check=True, capture_output=True, cwd=folder,
     )  # fmt: skip
     (built,) = folder.glob("hscnet-*.whl")
