@@ -4,7 +4,7 @@ Run: .venv/bin/python benchmarks/decode.py [--minutes 10] [--pause 1.0]
 
 Videos: the real Charades video (480x270 H.264), a generated 1280x720 30 fps H.264 video of
 `--minutes` minutes, and a generated 640x360 AV1 one. Each decoder reads each video through
-`extract.video.decode_clips` (C3D's 16-frame clips at 112x112, as `bin/extract` does) twice, in
+`hscnet.extract.video.decode_clips` (C3D's 16-frame clips at 112x112, as `bin/extract` does) twice, in
 fresh processes: once flat out, for frames/s; once pausing `--pause` seconds after every chunk
 of 32 clips, as the C3D actor leaves the decoder waiting, for the peak resident memory (VmHWM)
 and the CPU time the process spent per frame (a decoder that works ahead during the pauses

@@ -15,7 +15,7 @@ alone in every precision and layout this device runs (float32 contiguous and cha
 and bf16 where it is native; fp16 and float32 on CUDA), each on the same decoded clips,
 alternating, and which of them `C3DEncoder` picks by itself; on CPU that one again as the
 extraction worker runs it, two forward passes at once of half the threads each
-(`pipeline.passes.cpu_passes`); and clips/s of the whole bin/extract pipeline (Ray start-up
+(`hscnet.pipeline.passes.cpu_passes`); and clips/s of the whole bin/extract pipeline (Ray start-up
 included). The last line is the pipeline's rate over the best of those C3D rates (target: at
 least 0.85 on 2 cores, on either kind of CPU: decoding hidden behind compute).
 Ray's start-up and shutdown cost about 6 s once per run whatever its size, so the run is sized by
@@ -97,7 +97,7 @@ def layout_name(encoder) -> str:
 
 
 def in_passes(encoder, passes: int, threads: int):
-    """`encoder.encode` as a CPU worker runs it (pipeline.passes.cpu_passes): the clips split among
+    """`encoder.encode` as a CPU worker runs it (hscnet.pipeline.passes.cpu_passes): the clips split among
     `passes` Python threads that each run the network on `threads` torch threads.
 
     Fresh threads, not `ForwardPasses`, whose first part runs on the calling thread: here that is the

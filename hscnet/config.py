@@ -91,7 +91,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_steps: int = 0
     device: str = "auto"  # auto, cpu, cuda
-    precision: str = "auto"  # auto (float32; see common.devices.autocast_dtype), fp32, bf16 (autocast)
+    precision: str = "auto"  # auto (float32; see hscnet.common.devices.autocast_dtype), fp32, bf16 (autocast)
     # last.pt after an epoch once this many seconds have passed since it was last written (and always after
     # the first and the last epoch, when validation improves, and on Ctrl-C); 0 writes it after every epoch.
     checkpoint_seconds: float = 60.0

@@ -33,7 +33,7 @@ from hscnet.plot import plot_grounding
 from hscnet.train import train
 
 log = logging.getLogger("hscnet.pipeline.demo")  # not __name__: `python -m hscnet.pipeline.demo` runs it as __main__
-DEMO_MODEL = DEMO_CHECKPOINT.name  # last.pt: see pipeline.ground.DEMO_CHECKPOINT
+DEMO_MODEL = DEMO_CHECKPOINT.name  # last.pt: see hscnet.pipeline.ground.DEMO_CHECKPOINT
 
 
 # The world's size in C3D clips, what extraction costs: sized so that the whole demo, its virtual

@@ -55,7 +55,7 @@ def test_every_benchmark_script_explains_itself():
 def test_the_model_and_c3d_paths_import_neither_ray_nor_spacy_nor_pyav():
     # The GPU machines have none of the three: the GPU script's model and C3D paths must not need them.
     code = (
-        "import sys, hscnet, hscnet.model, hscnet.losses, hscnet.data, extract.c3d\n"
+        "import sys, hscnet, hscnet.model, hscnet.losses, hscnet.data, hscnet.extract.c3d\n"
         "print(sorted(m for m in ('ray', 'spacy', 'av') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
