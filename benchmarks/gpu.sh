@@ -13,7 +13,14 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# The package as installed (hscnet.extract is extract/, ...; pyproject's package-dir), without installing
+# it: a folder of links. A GPU machine may have no pip, no network and no room for the clone's .venv.
+SITE=$(mktemp -d)
+trap 'rm -rf "$SITE"' EXIT
+mkdir "$SITE/hscnet"
+ln -s "$PWD"/hscnet/*.py "$SITE/hscnet/"
+for folder in common extract pipeline configs; do ln -s "$PWD/$folder" "$SITE/hscnet/$folder"; done
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt" || true
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== C3D extraction on CUDA with decoding beside it"
@@ -23,4 +30,4 @@ timeout 120 "$PY" benchmarks/model_step.py --device cuda --repeats 5 | tee "$OUT
 echo "== the same at four times the batch: does bf16 pay where the kernels are larger?"
 timeout 120 "$PY" benchmarks/model_step.py --device cuda --repeats 5 --batch-scale 4 | tee "$OUT/model_step_x4.txt"
 echo "== pytest -m gpu"
-timeout 120 "$PY" -m pytest -m gpu -p no:cacheprovider -q tests/test_gpu.py | tee "$OUT/pytest_gpu.txt"
+timeout 120 "$PY" -m pytest -m gpu -p no:cacheprovider -q tests/test_gpu.py tests/test_extract_nvdec.py | tee "$OUT/pytest_gpu.txt"

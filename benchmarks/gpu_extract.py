@@ -6,11 +6,16 @@ Made for a GPU machine without Ray (benchmarks/gpu.sh runs it): decoding runs in
 (PyAV, as bin/extract reads; default all cores but one), C3D in this process. It writes a
 one-minute 1280x720 30 fps H.264 video (a typical source for ActivityNet-style videos) and
 times, on N copies of it, one after another: decoding alone (clips/s with W processes), the C3D
-forward alone in fp16 autocast (contiguous and channels_last_3d) and float32, and both
+forward alone in fp16 autocast (contiguous and channels_last_3d), bf16 and float32, and both
 together, chunks streaming from the decoders to C3D. It says which one bounds the pipeline and
 by how much, and where decoding's time goes: one process's frames/s decoding alone and with the
 scale to C3D's 171x128 RGB, in software and, on CUDA, on the GPU's video decoder (NVDEC, through
-PyAV's hwaccel). The last line is the pipeline's rate over the slower of the two alone.
+PyAV's hwaccel). On CUDA it then times `--decoder nvdec`'s path (`hscnet.extract.nvdec`: frames kept
+on the GPU, converted and cropped there) alone with 1 to K streams at once (threads of this process),
+and with C3D, each stream encoding what it decodes; and forecasts an ActivityNet-sized corpus
+(20,000 two-minute 720p videos at stride 8) from the best pipeline's rate. The last line is the
+pipeline's rate over the slower of the two alone; with NVDEC, the line before it is NVDEC's
+pipeline over C3D alone.
 """
 
 from __future__ import annotations
@@ -92,6 +97,43 @@ def decoders(path: str, device: str) -> None:
         )
 
 
+def nvdec_rates(videos: list[str], encoder: C3DEncoder, streams: tuple[int, ...]) -> float | None:
+    """Clips/s of NVDEC's path alone and beside C3D, with 1 to K videos decoding at once; the best
+    pipeline rate, or None where there is no NVDEC."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hscnet.extract.nvdec import decode_clips_nvdec, nvdec_missing, nvdec_reads
+    from hscnet.extract.video import probe
+
+    reason = nvdec_missing() or nvdec_reads(videos[0])
+    if reason:
+        print(f"NVDEC clips: not available ({reason})")
+        return None
+    spec = FeatureSpec()
+    infos = {video: probe(video) for video in videos}
+
+    def decoded(video: str) -> int:
+        return sum(len(chunk) for chunk in decode_clips_nvdec(video, spec, infos[video]))
+
+    def encoded(video: str) -> int:
+        return sum(len(encoder.encode(chunk)) for chunk in decode_clips_nvdec(video, spec, infos[video]))
+
+    best = 0.0
+    for work, label in ((decoded, "NVDEC decoding alone"), (encoded, f"NVDEC and C3D ({encoder.precision})")):
+        for count in streams:
+            with ThreadPoolExecutor(count) as pool:
+                work(videos[0])  # warm-up: the decoder's and the kernels' first use, not timed
+                torch.cuda.synchronize()
+                started = time.perf_counter()
+                total = sum(pool.map(work, videos))
+                torch.cuda.synchronize()
+                rate = total / (time.perf_counter() - started)
+            print(f"{label}, {count} stream(s): {rate:.1f} clips/s")
+            if work is encoded:
+                best = max(best, rate)
+    return best
+
+
 def count_clips(path: str) -> int:
     torch.set_num_threads(1)
     return sum(len(chunk) for chunk in decode_clips(path, FeatureSpec()))
@@ -138,7 +180,8 @@ def main() -> None:
         decoders(videos[0], args.device)
 
         sample = np.concatenate(chunks_of(videos[0]))[: 4 * args.batch_size]
-        precisions = [("fp16", "contiguous"), ("fp16", "channels_last_3d"), ("fp32", "contiguous")]
+        precisions = [("fp16", "contiguous"), ("fp16", "channels_last_3d"), ("bf16", "channels_last_3d"),
+                      ("fp32", "contiguous")]  # fmt: skip
         if args.device != "cuda":
             precisions = [("auto", "auto")]
         rates, encoders = {}, {}
@@ -165,6 +208,15 @@ def main() -> None:
             f"bound by {bound}: decoding {decode_rate:.1f} clips/s, C3D {rates[best]:.1f} clips/s "
             f"({max(decode_rate, rates[best]) / min(decode_rate, rates[best]):.1f}x apart)"
         )
+        if args.device == "cuda":
+            gpu_rate = nvdec_rates(videos, encoder, tuple(sorted({1, 2, 4, args.workers})))
+            if gpu_rate is not None:
+                pipeline_rate = max(pipeline_rate, gpu_rate)
+                print(f"NVDEC pipeline / C3D alone: {gpu_rate / rates[best]:.2f}")
+        # ActivityNet-sized: 20,000 videos of 2 minutes at 30 fps, clips every 8 frames.
+        clips = 20_000 * (120 * 30 - 16) // 8
+        print(f"forecast, 20,000 two-minute 720p videos at stride 8 ({clips:,} clips): "
+              f"{clips / pipeline_rate / 3600:.1f} hours at {pipeline_rate:.0f} clips/s")  # fmt: skip
         print(f"pipeline / the slower stage alone, ratio: {pipeline_rate / slower:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

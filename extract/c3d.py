@@ -186,11 +186,11 @@ class C3DEncoder:
         return f"C3D {self.layer}{projected} on {self.device} ({self.precision}{layout}), weights {self.weights}"
 
     @torch.inference_mode()
-    def encode(self, clips: np.ndarray) -> np.ndarray:
-        """uint8 RGB clips [N, 16, 112, 112, 3] -> float32 features [N, dim]."""
+    def encode(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        """uint8 RGB clips [N, 16, 112, 112, 3] (an array, or a tensor from NVDEC) -> float32 features [N, dim]."""
         outputs = []
         for start in range(0, len(clips), self.batch_size):
-            batch = torch.from_numpy(clips[start : start + self.batch_size]).to(self.device)
+            batch = torch.as_tensor(clips[start : start + self.batch_size]).to(self.device)  # NVDEC's: on it already
             x = batch.flip(-1).permute(0, 4, 1, 2, 3).float() - self.mean  # RGB -> BGR, [N, 3, 16, 112, 112]
             x = x.to(self.input_dtype).contiguous(memory_format=self.memory_format)
             with torch.autocast(

@@ -76,7 +76,7 @@ def load_kinetics_weights(model: torch.nn.Module, name: str, path: str | os.Path
 class KineticsEncoder:
     """A pytorchvideo backbone as a clip encoder: uint8 clips in, pooled features out.
 
-    The same interface as `extract.c3d.C3DEncoder` (`encode`, `describe`, `batch_size`, `precision`),
+    The same interface as `hscnet.extract.c3d.C3DEncoder` (`encode`, `describe`, `batch_size`, `precision`),
     and the same precision rule (`extract/precision.py`), applied through autocast."""
 
     def __init__(self, *, name: str, weights: str | None, device: str, precision: str, batch_size: int, seed: int = 0):
@@ -104,7 +104,7 @@ class KineticsEncoder:
 
     def _inputs(self, clips: np.ndarray) -> torch.Tensor | list[torch.Tensor]:
         """uint8 [n, T, H, W, 3] -> the model's input: [n, 3, T, H, W], or SlowFast's [slow, fast] pair."""
-        x = torch.from_numpy(np.ascontiguousarray(clips)).to(self.device)
+        x = torch.as_tensor(clips).to(self.device)  # an array, or NVDEC's tensor on the GPU already
         x = self.normalize(x.permute(0, 1, 4, 2, 3).float().div_(255.0))  # [n, T, 3, H, W], channels at -3
         x = x.permute(0, 2, 1, 3, 4)  # [n, 3, T, H, W]
         if self.name != "slowfast_r50":

@@ -47,7 +47,8 @@ from hscnet.common.errors import InputError, first_line
 from hscnet.extract.backbones import backbone
 from hscnet.extract.spec import FeatureSpec
 
-DECODERS = ("pyav", "decord")
+SOFTWARE_DECODERS = ("pyav", "decord")
+DECODERS = (*SOFTWARE_DECODERS, "nvdec")  # nvdec: extract/nvdec.py, on a GPU; software elsewhere
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv"})
 
 
@@ -271,44 +272,53 @@ def decode_clips(
     chunk_clips: int = CHUNK_CLIPS,
     decoder: str = "pyav",
 ) -> Iterator[np.ndarray]:
-    """Yield the clips `spec` cuts from the video, `chunk_clips` at a time: uint8 [n, clip_len, crop, crop, 3] RGB."""
-    if decoder not in DECODERS:
-        raise InputError(f"unknown decoder {decoder!r}: use one of {', '.join(DECODERS)}")
+    """Yield the clips `spec` cuts from the video, `chunk_clips` at a time: uint8 [n, clip_len, crop, crop, 3] RGB.
+    Software decoders only: NVDEC's clips stay on the GPU (`extract/nvdec.py`)."""
+    if decoder not in SOFTWARE_DECODERS:
+        raise InputError(f"unknown software decoder {decoder!r}: use one of {', '.join(SOFTWARE_DECODERS)}")
     info = info or probe(path, decoder)
-    clip_len, stride = spec.clip_len, spec.stride
     sequence = frame_sequence(info, spec.sample_fps)
-    total = clip_count(len(sequence), clip_len, stride)
     geometry = Geometry.of(spec.backbone, info)
-    window: list[np.ndarray | None] = []  # the frames at sequence positions first, first + 1, ...
-    first, chunk, clips_done = 0, [], 0
-
-    def needed(position: int) -> bool:  # a frame in no clip is not scaled
-        return position % stride < clip_len
-
+    needed = clip_frames(spec)
     if decoder == "decord":
-        frames = _decord_frames(path, sequence, needed, geometry, chunk=chunk_clips * max(stride, clip_len))
+        frames = _decord_frames(path, sequence, needed, geometry, chunk=chunk_clips * max(spec.stride, spec.clip_len))
     else:
         frames = _pyav_frames(path, sequence, needed, geometry)
+    yield from assemble_clips(frames, len(sequence), spec, path, chunk_clips=chunk_clips, stack=np.stack)
+
+
+def clip_frames(spec: FeatureSpec):
+    """Whether the frame at a sequence position lies in a clip (a frame in none is not scaled)."""
+    return lambda position: position % spec.stride < spec.clip_len
+
+
+def assemble_clips(frames, positions: int, spec: FeatureSpec, path, *, chunk_clips: int, stack) -> Iterator:
+    """Clips of `spec.clip_len` frames every `spec.stride` from `frames` (one per sequence position, None where
+    no clip needs it), stacked by `stack` (NumPy's, or torch's for frames on a GPU) `chunk_clips` at a time."""
+    clip_len, stride = spec.clip_len, spec.stride
+    total = clip_count(positions, clip_len, stride)
+    window: list = []  # the frames at sequence positions first, first + 1, ...
+    first, chunk, clips_done = 0, [], 0
     for frame in frames:
         window.append(frame)
         start = clips_done * stride
         if first + len(window) < start + clip_len:
             continue
-        chunk.append(np.stack(window[start - first : start - first + clip_len]))  # [clip_len, 112, 112, 3]
+        chunk.append(stack(window[start - first : start - first + clip_len]))  # [clip_len, crop, crop, 3]
         clips_done += 1
         drop = min(clips_done * stride - first, len(window))  # what no later clip needs
         del window[:drop]
         first += drop
         if len(chunk) == chunk_clips or clips_done == total:
-            yield np.stack(chunk)  # [n, clip_len, crop, crop, 3]
+            yield stack(chunk)  # [n, clip_len, crop, crop, 3]
             chunk = []
         if clips_done == total:
             return
     if chunk:  # the file held fewer frames than its header said
-        yield np.stack(chunk)
+        yield stack(chunk)
     elif clips_done == 0 and window:  # shorter than one clip: its last frame repeated
         window += [window[-1]] * (clip_len - len(window))
-        yield np.stack(window)[None]  # [1, clip_len, crop, crop, 3]
+        yield stack(window)[None]  # [1, clip_len, crop, crop, 3]
     elif clips_done == 0:
         raise VideoError(f"{path}: no frame could be decoded")
 

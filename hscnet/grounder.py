@@ -36,12 +36,13 @@ from hscnet.common.wording import count
 from hscnet.extract.backbones import BACKBONES, C3D_LAYERS
 from hscnet.extract.c3d import load_c3d, load_pca
 from hscnet.extract.encoders import build_encoder
-from hscnet.extract.extractor import extract_video
+from hscnet.extract.extractor import extract_video, read_clips
 from hscnet.extract.imported import is_imported, read_feature_file
+from hscnet.extract.nvdec import decoder_for
 from hscnet.extract.settings import ExtractSettings
 from hscnet.extract.spec import RANDOM_WEIGHTS, RELEASED_ACTIVITYNET, FeatureSpec, file_identity
 from hscnet.extract.store import video_id_for
-from hscnet.extract.video import VideoInfo, clip_count, decode_clips, frame_sequence
+from hscnet.extract.video import VideoInfo, clip_count, frame_sequence
 from hscnet.infer import ground_paragraph
 from hscnet.text import PAD, UNK, Vocabulary, english, load_word_vectors, parse_paragraph
 
@@ -164,13 +165,16 @@ class Grounder:
                 "tool cannot make from a video; give the video's features with --features FILE.npy --duration S"
             )
         bar = tqdm(unit="clip", desc=f"extracting {Path(video).name}", disable=not progress, leave=False)
+        decoder = self.settings.decoder
+        if decoder == "nvdec":
+            decoder = decoder_for(video)
 
         def decode(info: VideoInfo):
             bar.total = clip_count(
                 len(frame_sequence(info, self.spec.sample_fps)), self.spec.clip_len, self.spec.stride
             )
             bar.refresh()
-            yield from decode_clips(video, self.spec, info, decoder=self.settings.decoder)
+            yield from read_clips(video, self.spec, info, decoder)
 
         def encode(clips: np.ndarray) -> np.ndarray:
             features = self.encoder.encode(clips)
@@ -178,9 +182,7 @@ class Grounder:
             return features
 
         try:
-            features, record = extract_video(
-                video, video_id_for(video), encode, self.spec, decode, self.settings.decoder
-            )
+            features, record = extract_video(video, video_id_for(video), encode, self.spec, decode, decoder)
         finally:
             bar.close()
         if features is None:

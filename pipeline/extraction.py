@@ -3,7 +3,7 @@
 This module plans and writes: which videos a store still lacks (`plan`), and each video's features
 written atomically, then its manifest line, as results come in. The results come from Ray workers
 over one machine or a cluster (`pipeline/ray_workers.py`) or, with `use_ray=False`, from this
-process, one video after another; both run the plain function `extract.extractor.extract_video`.
+process, one video after another; both run the plain function `hscnet.extract.extractor.extract_video`.
 A rerun skips the videos the manifest records as done (the store holds one feature spec) and
 retries failed ones. A video that fails is recorded with the decoder's message and reported at the
 end; the exit code is 0 only when every video succeeded. This module imports neither torch nor Ray:
@@ -114,6 +114,11 @@ def run_extraction(
         )
         if not todo:
             return summary
+        if settings.decoder == "nvdec" and address is None:
+            from hscnet.extract.nvdec import nvdec_missing  # torch: only when NVDEC is asked for
+
+            if nvdec_missing():  # said once here; a cluster's workers each look at their own GPUs
+                settings = replace(settings, decoder="pyav")
         if use_ray:
             from hscnet.pipeline.ray_workers import extract_with_ray
 

@@ -1,6 +1,6 @@
 """Ray's part of bin/extract: workers that keep a backbone loaded, decode tasks that feed them.
 
-Ray decode tasks read the videos (`extract.video.decode_clips`) and stream their clips, a chunk
+Ray decode tasks read the videos (`hscnet.extract.video.decode_clips`) and stream their clips, a chunk
 at a time, to an actor that keeps the backbone loaded: one per GPU of the cluster, or on CPU
 nodes one per node, pinned there and given that node's cores (less an eighth, what decoding
 beside it takes) as forward passes at once (`pipeline/passes.py`); each video's decode task runs
@@ -231,8 +231,10 @@ def _actor_class(ray):
                     except ray.exceptions.RayTaskError as error:
                         raise (error.cause or error) from None  # the decoder's own message, not Ray's wrapper
 
+            # NVDEC's frames stay on this worker's GPU, so it decodes them itself, a stream per video in flight.
+            reader = None if self.decoder == "nvdec" else decode
             with self.passes.video():
-                features, record = extract_video(path, video_id, self.encode, self.spec, decode, self.decoder)
+                features, record = extract_video(path, video_id, self.encode, self.spec, reader, self.decoder)
             if features is None and stream is not None:
                 ray.cancel(stream)
             record.node = self.node_name
