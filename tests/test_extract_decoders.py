@@ -86,6 +86,6 @@ def test_decord_failures_are_recorded_in_its_own_words(tmp_path):
         probe(tmp_path / "corrupt.mp4", "decord")
     _, record = extract_video(tmp_path / "corrupt.mp4", "corrupt", None, FeatureSpec(), decoder="decord")
     assert record.status == "failed" and record.decoder == "decord" and "cannot decode" in record.error
-    with pytest.raises(InputError, match="unknown decoder 'opencv': use one of pyav, decord"):
+    with pytest.raises(InputError, match="unknown software decoder 'opencv': use one of pyav, decord"):
         list(decode_clips(write_video(tmp_path / "x.mp4", solid_frames(16, (9, 9, 9)), fps=8), FeatureSpec(),
                           decoder="opencv"))  # fmt: skip
