@@ -79,7 +79,7 @@ def test_the_gpu_extraction_script_runs_on_a_cpu():
 @pytest.mark.slow
 def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
     result = subprocess.run(
-        [sys.executable, "benchmarks/extract_speed.py", "--minutes", "0.05", "--skip-memory", "--sample-clips", "2",
+        [sys.executable, "benchmarks/extract_speed.py", "--minutes", "0.02", "--skip-memory", "--sample-clips", "2",
          "--rounds", "1", "--seconds", "2.2"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
         env={**os.environ, "HSCNET_SHARED_DATA": str(shared_data)},
@@ -90,11 +90,11 @@ def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
     assert any(line.startswith("C3D forward alone, fp32 channels_last_3d: ") for line in lines)
     if (os.cpu_count() or 1) >= 2:  # the denominator includes the rate of the worker's concurrent passes
         assert any("the worker's 2 passes of" in line for line in lines)
-    # The run is sized by time: 3 s of C3D at its best rate, in copies of 2 clips.
+    # The run is sized by time: 1.2 s of C3D at its best rate, in copies of 2 clips.
     sized = next(line for line in lines if " copies of charades.mp4 " in line)
     best = float(next(line for line in lines if line.startswith("best: ")).rsplit("(", 1)[1].split()[0])
-    assert f"; 0.05 minutes' work at {best:.2f} clips/s" in sized  # C3D, not decoding, bounds it on a CPU
-    assert abs(int(sized.split()[0]) - max(2, 3 * best / 2)) <= 1  # the rate printed is rounded
+    assert f"; 0.02 minutes' work at {best:.2f} clips/s" in sized  # C3D, not decoding, bounds it on a CPU
+    assert abs(int(sized.split()[0]) - max(2, 1.2 * best / 2)) <= 1  # the rate printed is rounded
     assert lines[-1].startswith("pipeline / best C3D alone clips per second, ratio: ")
 
 

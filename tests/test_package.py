@@ -76,8 +76,8 @@ def test_the_installed_commands_and_api_ground_from_a_folder_outside_the_clone(w
     env = {**os.environ, "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
     env.pop("PYTHONPATH", None)
 
-    helped = subprocess.run(["hscnet-ground", "--help"], capture_output=True, text=True, cwd=elsewhere, env=env)
-    assert helped.returncode == 0 and helped.stdout.startswith("usage: hscnet-ground")
+    helped = subprocess.run(["hscnet-extract", "--help"], capture_output=True, text=True, cwd=elsewhere, env=env)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: hscnet-extract")
 
     folder, splits = small_world
     video = splits["test"][0]["video"]

@@ -38,11 +38,13 @@ def test_the_three_commands_from_raw_videos_and_captions_to_spans(tmp_path):
     extracted = run(tmp_path, "extract", "--videos", "videos/", "--no-progress")
     assert f"no --out given: the feature store is {tmp_path / 'features'}" in extracted.stderr
     assert "glibc keeping freed memory; 1 worker(s)" in extracted.stderr  # from the Ray that bin/extract starts
-    trained = run(tmp_path, "train", "--no-progress")
+    # The recipe would train its one paragraph 120 epochs; an override (as the README shows) keeps it to 4.
+    trained = run(tmp_path, "train", "--no-progress", "train.epochs=4")
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("captions-") and (run_dir / "best.pt").is_file()
     assert sorted(p.name for p in (run_dir / "captions").iterdir()) == ["test.jsonl", "train.jsonl", "val.jsonl"]
     assert "own-small.yaml (the demo's smaller model and recipe), 4096-d features" in trained.stderr
+    assert ", 4 epochs; run folder " in trained.stderr
     checkpoint = run_dir.relative_to(tmp_path) / "best.pt"
     last_line = trained.stdout.strip().splitlines()[-1]
     assert last_line == f"ground a video with it: bin/ground VIDEO PARAGRAPH.txt --checkpoint {checkpoint}"
@@ -51,6 +53,10 @@ def test_the_three_commands_from_raw_videos_and_captions_to_spans(tmp_path):
     (tmp_path / "paragraph.txt").write_text(" ".join(example["sentences"]))
     grounded = run(tmp_path, "ground", f"videos/{example['video']}.mp4", "paragraph.txt", "--json", "out.json")
     assert f"no --checkpoint given: using {checkpoint}" in grounded.stderr
+    lines = grounded.stdout.splitlines()  # the table: the video and paragraph, then a row and words per sentence
+    assert lines[0].startswith(f"{example['video']}.mp4 (") and "paragraph" in lines[0]
+    assert lines[1].split() == ["#", "start", "end", "sentence"]
+    assert sum(line.strip().startswith("words:") for line in lines) == len(example["sentences"])
     result = json.loads((tmp_path / "out.json").read_text())
     assert len(result["sentences"]) == len(example["sentences"])
     for sentence in result["sentences"]:
