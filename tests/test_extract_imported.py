@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, command
 
 from hscnet.annotations import load_paragraphs
 from hscnet.common.errors import InputError
 from hscnet.extract.imported import import_features, read_feature_file
 from hscnet.extract.store import FeatureStore
 from hscnet.grounder import Grounder
-from hscnet.pipeline.commands import extract_main, train_main
 
 CLIP_DIM = 512
-
-
-def run_command(main, argv: list[str]) -> int:
-    """A command's main as bin/ calls it, in this process; its exit code."""
-    with pytest.raises(SystemExit) as leaving:
-        main(argv)
-    return leaving.value.code
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +32,7 @@ def clip_like(small_world, tmp_path_factory):
 
 
 def test_a_store_imported_from_512_d_files_trains_with_bin_train_and_grounds_with_features(
-    small_world, clip_like, tmp_path
+    small_world, clip_like, tmp_path, capsys
 ):
     folder, splits = small_world
     captions = folder / "annotations" / "train.jsonl"
@@ -54,12 +45,12 @@ def test_a_store_imported_from_512_d_files_trains_with_bin_train_and_grounds_wit
         "--out",
         str(tmp_path / "features"),
     ]
-    assert run_command(extract_main, [*importing, "--captions", str(captions)]) == 2
+    assert command(capsys, "extract", *importing, "--captions", str(captions)).returncode == 2
     # The test video is not in the training captions: its duration is unknown, and nothing was written.
     assert not (tmp_path / "features").exists()
     every = tmp_path / "all.jsonl"
     every.write_text("".join((folder / "annotations" / f"{s}.jsonl").read_text() for s in ("train", "val", "test")))
-    assert run_command(extract_main, [*importing, "--captions", str(every)]) == 0
+    assert command(capsys, "extract", *importing, "--captions", str(every)).returncode == 0
 
     store = FeatureStore(tmp_path / "features")
     spec = store.spec()
@@ -74,7 +65,7 @@ def test_a_store_imported_from_512_d_files_trains_with_bin_train_and_grounds_wit
     paths = [f"data.{s}={folder / 'annotations' / f'{s}.jsonl'}" for s in ("train", "val", "test")]
     argv = ["--config", str(REPO / "configs" / "smoke.yaml"), f"data.features={tmp_path / 'features'}", *paths,
             f"data.feature_dim={CLIP_DIM}", f"run_dir={run}", "train.epochs=1", "--no-progress"]  # fmt: skip
-    assert run_command(train_main, argv) == 0
+    assert command(capsys, "train", *argv).returncode == 0
 
     paragraph = folder / "paragraphs" / f"{video}.txt"
     grounder = Grounder.from_checkpoint(run / "last.pt")
@@ -90,13 +81,10 @@ def test_a_store_imported_from_512_d_files_trains_with_bin_train_and_grounds_wit
                                          r"clip-vit-b32 \(512-d\).*--features FILE\.npy --duration S"):  # fmt: skip
         grounder.ground(folder / "videos" / f"{video}.mp4", paragraph.read_text())
 
-    command = subprocess.run(
-        [str(REPO / "bin" / "ground"), "--features", str(tmp_path / f"{video}.npy"), "--duration",
-         str(durations[video]), str(paragraph), "--checkpoint", str(run / "last.pt"), "--json",
-         str(tmp_path / "g.json"), "--no-progress"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert command.returncode == 0, command.stderr
+    grounded = command(capsys, "ground", "--features", str(tmp_path / f"{video}.npy"), "--duration",
+                       str(durations[video]), str(paragraph), "--checkpoint", str(run / "last.pt"), "--json",
+                       str(tmp_path / "g.json"), "--no-progress")  # fmt: skip
+    assert grounded.returncode == 0, grounded.stderr
     assert json.loads((tmp_path / "g.json").read_text())["sentences"] == result["sentences"]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SMOKE, cli, overrides, threads_of_a_worker_pass
+from conftest import REPO, SMOKE, cli, command, overrides, threads_of_a_worker_pass
 
 from hscnet.common import atomic
 from hscnet.common.atomic import DiskFullError
@@ -85,14 +85,14 @@ def test_a_write_failing_with_enospc_anywhere_keeps_the_previous_version(tmp_pat
 
 
 @pytest.mark.slow
-def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finished(small_disk, tmp_path):
+def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finished(small_disk, tmp_path, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
     for index in range(6):  # one C3D clip each: 8 KiB of float16 features a video, three 4 KiB pages with its header
         write_video(videos / f"v{index}.mp4", [np.full((64, 96, 3), 40 * index, np.uint8)] * 16, fps=16)
     store = small_disk / "store"
     fill(small_disk, leave=30 * 1024)  # the manifest's page and two videos' features
-    result = cli("extract", "--videos", str(videos), "--out", str(store), "--no-ray", "--no-progress")
+    result = command(capsys, "extract", "--videos", str(videos), "--out", str(store), "--no-ray", "--no-progress")
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no space left on the device" in errors[0] and "Traceback" not in result.stderr
@@ -106,10 +106,12 @@ def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finish
 
 
 @pytest.mark.slow
-def test_bin_train_on_a_full_disk_stops_with_one_line(small_disk, proxy_data):
+def test_bin_train_on_a_full_disk_stops_with_one_line(small_disk, proxy_data, capsys):
     run = small_disk / "run"
     fill(small_disk, leave=24 * 1024)  # the resolved config fits; a checkpoint does not
-    result = cli("train", "--config", str(SMOKE), *overrides(proxy_data, run, "train.epochs=1"), "--no-progress")
+    result = command(
+        capsys, "train", "--config", str(SMOKE), *overrides(proxy_data, run, "train.epochs=1"), "--no-progress"
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no space left on the device" in errors[0] and "Traceback" not in result.stderr

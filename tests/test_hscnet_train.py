@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SMOKE, cli, overrides, write_feature_store
+from conftest import REPO, SMOKE, command, overrides, write_feature_store
 
 from hscnet import checkpoint as ckpt
 from hscnet.annotations import read_annotations
@@ -91,8 +91,10 @@ def test_ctrl_c_saves_a_loadable_last_checkpoint(proxy_data, tmp_path):
     assert f"bin/train --resume {tmp_path / 'run'}" in rest
 
 
-def test_unknown_key_and_missing_file_are_one_line_errors(proxy_data, tmp_path):
-    result = cli("train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), "model.hiden_dim=64")
+def test_unknown_key_and_missing_file_are_one_line_errors(proxy_data, tmp_path, capsys):
+    result = command(
+        capsys, "train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), "model.hiden_dim=64"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {SMOKE}: unknown config key 'model.hiden_dim' (known: bidirectional_lstm, depths, dropout, "
@@ -100,7 +102,9 @@ def test_unknown_key_and_missing_file_are_one_line_errors(proxy_data, tmp_path):
         "word_level)"
     ]
     missing = tmp_path / "no-such-annotations.json"
-    result = cli("train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), f"data.train={missing}")
+    result = command(
+        capsys, "train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), f"data.train={missing}"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {missing}: annotation file not found"]
     assert not (tmp_path / "r").exists()

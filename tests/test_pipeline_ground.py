@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli
+from conftest import REPO, cli, command
 
 from benchmarks.proxy_store import write_proxy_store
 from hscnet.annotations import Paragraph
@@ -85,15 +84,10 @@ def test_ground_errors_are_one_clear_line(small_world, tmp_path):
 
 
 @pytest.mark.slow
-def test_bin_ground_names_a_missing_video_in_one_line(small_world):
+def test_bin_ground_names_a_missing_video_in_one_line(small_world, capsys):
     # Its table on a real video: the three commands' test (tests/test_pipeline_train_command.py).
     folder, _ = small_world
-    missing = subprocess.run(
-        [str(REPO / "bin" / "ground"), "nope.mp4", "nope.txt", "--checkpoint", str(folder / "run" / "last.pt")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    missing = command(capsys, "ground", "nope.mp4", "nope.txt", "--checkpoint", str(folder / "run" / "last.pt"))
     assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.mp4: video file not found"
 
 
