@@ -186,7 +186,8 @@ def eval_main(argv: list[str] | None = None, prog: str = "hscnet-eval") -> None:
         choices=["story", "chunks"],
         default="story",
         help="an uncut paragraph longer than the trained length: story (default) places each chunk along "
-        "the video first; chunks grounds each over the whole video (the paper's protocol). Files already "
+        "the video first and averages with the paragraph read whole; chunks grounds each over the whole video "
+        "(the paper's protocol). Files already "
         "cut into chunks (ActivityNet val_2, TACoS) read the same either way",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -293,7 +294,8 @@ def ground_main(argv: list[str] | None = None, prog: str = "hscnet-ground") -> N
         choices=["story", "chunks"],
         default="story",
         help="a paragraph longer than the model's trained length (8 sentences) is read in chunks: story "
-        "(default) places each chunk along the video first; chunks grounds each over the whole video",
+        "(default) places each chunk along the video first and averages with the paragraph read whole; "
+        "chunks grounds each over the whole video",
     )
     args = parser.parse_args(argv)
     model = ModelChoice(checkpoint=args.checkpoint, weights=args.weights, pca=args.pca, device=args.device)
