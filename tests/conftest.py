@@ -4,6 +4,7 @@ solid-colour videos, a small demo world with a model trained on it, and proxy-fe
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import subprocess
@@ -156,22 +157,26 @@ def cli(*args, **kwargs):
     return subprocess.run([str(REPO / "bin" / args[0]), *args[1:]], capture_output=True, text=True, cwd=REPO, **kwargs)
 
 
-def command(capsys, name: str, *args: str) -> subprocess.CompletedProcess:
-    """bin/<name> with `args`, run in this process: the function bin/<name> calls (tests/test_bin.py checks
-    that the script calls nothing else), without a process's start-up. Its exit code, stdout and stderr."""
+def command(name: str, *args: str) -> subprocess.CompletedProcess:
+    """bin/<name> with `args`, run in this process from the repository root as `cli` runs it: the function
+    bin/<name> calls (tests/test_bin.py checks that the script calls nothing else), without a process's
+    start-up (importing torch, spaCy and Ray costs seconds). Its exit code, stdout and stderr."""
     from hscnet.pipeline import commands
 
     logger = logging.getLogger("hscnet")
     saved = logger.handlers[:], logger.propagate, logger.level  # the command sets up its own log lines
-    capsys.readouterr()
+    out, err = io.StringIO(), io.StringIO()
     try:
-        with pytest.raises(SystemExit) as leaving:
-            getattr(commands, f"{name}_main")(list(args), prog=f"bin/{name}")
+        with contextlib.chdir(REPO), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                getattr(commands, f"{name}_main")(list(args), prog=f"bin/{name}")
+                code = 0
+            except SystemExit as leaving:
+                code = leaving.code if isinstance(leaving.code, int) else (leaving.code is not None)
     finally:
         logger.handlers[:], logger.propagate = saved[0], saved[1]
         logger.setLevel(saved[2])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess([f"bin/{name}", *args], leaving.value.code, out, err)
+    return subprocess.CompletedProcess([f"bin/{name}", *args], int(code), out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import command
 
 CHROMIUM = os.environ.get("HSCNET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
@@ -60,7 +60,7 @@ def report_page(small_world, tmp_path_factory):
     folder, splits = small_world
     item = splits["test"][0]
     out = tmp_path_factory.mktemp("report") / "report.html"
-    result = cli(
+    result = command(
         "ground",
         str(folder / "videos" / f"{item['video']}.mp4"),
         str(folder / "paragraphs" / f"{item['video']}.txt"),
@@ -138,7 +138,7 @@ def test_the_report_page_fits_a_phone(browser, report_page):
 
 def test_the_eval_index_lists_each_video_worst_first_and_links_its_page(browser, small_world, tmp_path):
     folder, _ = small_world
-    result = cli(
+    result = command(
         "eval",
         "--checkpoint",
         str(folder / "run" / "last.pt"),

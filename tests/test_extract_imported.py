@@ -32,7 +32,7 @@ def clip_like(small_world, tmp_path_factory):
 
 
 def test_a_store_imported_from_512_d_files_trains_with_bin_train_and_grounds_with_features(
-    small_world, clip_like, tmp_path, capsys
+    small_world, clip_like, tmp_path
 ):
     folder, splits = small_world
     captions = folder / "annotations" / "train.jsonl"
@@ -45,12 +45,12 @@ def test_a_store_imported_from_512_d_files_trains_with_bin_train_and_grounds_wit
         "--out",
         str(tmp_path / "features"),
     ]
-    assert command(capsys, "extract", *importing, "--captions", str(captions)).returncode == 2
+    assert command("extract", *importing, "--captions", str(captions)).returncode == 2
     # The test video is not in the training captions: its duration is unknown, and nothing was written.
     assert not (tmp_path / "features").exists()
     every = tmp_path / "all.jsonl"
     every.write_text("".join((folder / "annotations" / f"{s}.jsonl").read_text() for s in ("train", "val", "test")))
-    assert command(capsys, "extract", *importing, "--captions", str(every)).returncode == 0
+    assert command("extract", *importing, "--captions", str(every)).returncode == 0
 
     store = FeatureStore(tmp_path / "features")
     spec = store.spec()
@@ -65,7 +65,7 @@ def test_a_store_imported_from_512_d_files_trains_with_bin_train_and_grounds_wit
     paths = [f"data.{s}={folder / 'annotations' / f'{s}.jsonl'}" for s in ("train", "val", "test")]
     argv = ["--config", str(REPO / "configs" / "smoke.yaml"), f"data.features={tmp_path / 'features'}", *paths,
             f"data.feature_dim={CLIP_DIM}", f"run_dir={run}", "train.epochs=1", "--no-progress"]  # fmt: skip
-    assert command(capsys, "train", *argv).returncode == 0
+    assert command("train", *argv).returncode == 0
 
     paragraph = folder / "paragraphs" / f"{video}.txt"
     grounder = Grounder.from_checkpoint(run / "last.pt")
@@ -81,7 +81,7 @@ def test_a_store_imported_from_512_d_files_trains_with_bin_train_and_grounds_wit
                                          r"clip-vit-b32 \(512-d\).*--features FILE\.npy --duration S"):  # fmt: skip
         grounder.ground(folder / "videos" / f"{video}.mp4", paragraph.read_text())
 
-    grounded = command(capsys, "ground", "--features", str(tmp_path / f"{video}.npy"), "--duration",
+    grounded = command("ground", "--features", str(tmp_path / f"{video}.npy"), "--duration",
                        str(durations[video]), str(paragraph), "--checkpoint", str(run / "last.pt"), "--json",
                        str(tmp_path / "g.json"), "--no-progress")  # fmt: skip
     assert grounded.returncode == 0, grounded.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SMOKE, cli, command, overrides, threads_of_a_worker_pass
+from conftest import REPO, SMOKE, command, overrides, threads_of_a_worker_pass
 
 from hscnet.common import atomic
 from hscnet.common.atomic import DiskFullError
@@ -85,14 +85,14 @@ def test_a_write_failing_with_enospc_anywhere_keeps_the_previous_version(tmp_pat
 
 
 @pytest.mark.slow
-def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finished(small_disk, tmp_path, capsys):
+def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finished(small_disk, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     for index in range(6):  # one C3D clip each: 8 KiB of float16 features a video, three 4 KiB pages with its header
         write_video(videos / f"v{index}.mp4", [np.full((64, 96, 3), 40 * index, np.uint8)] * 16, fps=16)
     store = small_disk / "store"
     fill(small_disk, leave=30 * 1024)  # the manifest's page and two videos' features
-    result = command(capsys, "extract", "--videos", str(videos), "--out", str(store), "--no-ray", "--no-progress")
+    result = command("extract", "--videos", str(videos), "--out", str(store), "--no-ray", "--no-progress")
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no space left on the device" in errors[0] and "Traceback" not in result.stderr
@@ -106,12 +106,10 @@ def test_bin_extract_on_a_full_disk_stops_with_one_line_and_keeps_what_it_finish
 
 
 @pytest.mark.slow
-def test_bin_train_on_a_full_disk_stops_with_one_line(small_disk, proxy_data, capsys):
+def test_bin_train_on_a_full_disk_stops_with_one_line(small_disk, proxy_data):
     run = small_disk / "run"
     fill(small_disk, leave=24 * 1024)  # the resolved config fits; a checkpoint does not
-    result = command(
-        capsys, "train", "--config", str(SMOKE), *overrides(proxy_data, run, "train.epochs=1"), "--no-progress"
-    )
+    result = command("train", "--config", str(SMOKE), *overrides(proxy_data, run, "train.epochs=1"), "--no-progress")
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no space left on the device" in errors[0] and "Traceback" not in result.stderr
@@ -322,7 +320,7 @@ def lines(path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the_same_features(tmp_path):
+def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the_same_features(tmp_path, ray_session):
     videos = tmp_path / "videos"
     videos.mkdir()
     for index in range(6):
@@ -337,7 +335,8 @@ def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the
     kill_9([*extract, "--out", str(store)], when=lambda: time.time() - started > 1.0)  # importing, starting Ray
     kill_9([*extract, "--out", str(store)], when=lambda: lines(store / "manifest.jsonl") >= 2)  # mid-run
     assert 2 <= lines(store / "manifest.jsonl") < 6
-    rerun = cli("extract", "--videos", str(videos), "--out", str(store), "--no-progress", "--workers", "2")
+    # The rerun in this process, on the session's Ray: what it reads is the store the killed runs left.
+    rerun = command("extract", "--videos", str(videos), "--out", str(store), "--no-progress", "--workers", "2")
     assert rerun.returncode == 0, rerun.stderr
     assert not [p.name for p in store.iterdir() if p.name.startswith(".")]  # no temporary file
     names = sorted(p.name for p in (tmp_path / "whole").glob("*.npy"))
@@ -361,7 +360,7 @@ def test_kill_9_of_bin_train_then_resume_gives_the_weights_of_an_uninterrupted_r
     train_here(load_config(SMOKE, overrides(proxy_data, tmp_path / "whole", "train.epochs=3")), progress=False)
     run = tmp_path / "run"
     kill_9(train(run), when=lambda: (run / "last.pt").is_file())  # epoch 1 saved, epoch 2 under way
-    resumed = cli("train", "--resume", str(run), "--no-progress")
+    resumed = command("train", "--resume", str(run), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not list(run.glob(".*.tmp"))
     final = torch.load(run / "last.pt", weights_only=True)

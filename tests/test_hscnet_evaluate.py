@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SMOKE, cli, overrides
+from conftest import SMOKE, command, overrides
 
 from hscnet.annotations import read_annotations
 from hscnet.config import load_config
@@ -22,7 +22,7 @@ def checkpoint(proxy_data, tmp_path_factory):
 
 
 def test_bin_eval_prints_the_table_beside_the_prior_and_writes_json(proxy_data, checkpoint, tmp_path):
-    result = cli(
+    result = command(
         "eval",
         "--checkpoint",
         str(checkpoint),

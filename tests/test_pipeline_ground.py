@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli, command
+from conftest import REPO, command
 
 from benchmarks.proxy_store import write_proxy_store
 from hscnet.annotations import Paragraph
@@ -84,10 +84,10 @@ def test_ground_errors_are_one_clear_line(small_world, tmp_path):
 
 
 @pytest.mark.slow
-def test_bin_ground_names_a_missing_video_in_one_line(small_world, capsys):
+def test_bin_ground_names_a_missing_video_in_one_line(small_world):
     # Its table on a real video: the three commands' test (tests/test_pipeline_train_command.py).
     folder, _ = small_world
-    missing = command(capsys, "ground", "nope.mp4", "nope.txt", "--checkpoint", str(folder / "run" / "last.pt"))
+    missing = command("ground", "nope.mp4", "nope.txt", "--checkpoint", str(folder / "run" / "last.pt"))
     assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.mp4: video file not found"
 
 
@@ -134,7 +134,7 @@ def test_batch_grounds_every_item_as_one_call_would_and_records_the_failures(sma
             {"video": str(folder / "videos" / f"{test['video']}.mp4"), "paragraph": val["sentences"][:1]},
         ],
     )
-    result = cli(
+    result = command(
         "ground", "--batch", str(items), "--out", str(tmp_path / "out.jsonl"),
         "--checkpoint", str(folder / "run" / "last.pt"), "--no-progress",
     )  # fmt: skip
