@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import subprocess
@@ -16,13 +17,9 @@ import torch
 
 from benchmarks.proxy_store import write_proxy_store
 from hscnet.annotations import read_annotations, write_jsonl
-from hscnet.config import load_config
-from hscnet.extract.settings import ExtractSettings
 from hscnet.extract.store import FeatureStore
 from hscnet.pipeline import synthetic
-from hscnet.pipeline.extraction import run_extraction
 from hscnet.pipeline.passes import cpu_passes
-from hscnet.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,24 +99,35 @@ def charades(shared_data):
 # videos a world needs for one test video (train 4, val 1, test 1) in 27 clips, the test video's 3 of them.
 WORLD_CLIPS, WORLD_SEED = 27, 66
 SMALL = synthetic.WorldShape(episodes=(2, 2), idle_at_ends=2.0, idle_between=2.0)
+WORLD_EPOCHS = 2
 
 
 @pytest.fixture(scope="session")
-def small_world(tmp_path_factory):
-    """Demo videos of 27 C3D clips (6 videos, one to test) on disk, their features and a model trained on them
-    for a moment."""
+def small_demo(tmp_path_factory, ray_session) -> tuple[Path, dict]:
+    """`make demo` in miniature, run once a session: demo videos of 27 C3D clips (6 videos, one to test)
+    generated, extracted with Ray, a model trained on them for a moment, evaluated and one video grounded.
+    Its folder and the summary the demo returns; the tests of the world's videos and model use its folder."""
+    from hscnet.pipeline.demo import run_demo
+
     folder = tmp_path_factory.mktemp("world")
-    splits = synthetic.generate_world(folder, clips=WORLD_CLIPS, seed=WORLD_SEED, progress=False, shape=SMALL)
-    summary = run_extraction(folder / "videos", folder / "features", ExtractSettings(), use_ray=False, progress=False)
-    assert not summary.failed
+    summary = run_demo(
+        WORLD_CLIPS, seed=WORLD_SEED, folder=folder, overrides=[f"train.epochs={WORLD_EPOCHS}"], progress=False,
+        shape=SMALL,
+    )  # fmt: skip
+    return folder, summary
+
+
+@pytest.fixture(scope="session")
+def small_world(small_demo) -> tuple[Path, dict[str, list[dict]]]:
+    """The miniature demo's folder (videos/, paragraphs/, annotations/, features/, run/last.pt) and the
+    paragraphs of each split, as `synthetic.generate_world` returned them."""
+    folder, _ = small_demo
+    splits = {
+        name: [json.loads(line) for line in (folder / "annotations" / f"{name}.jsonl").read_text().splitlines()]
+        for name in synthetic.SPLITS
+    }
     scenes = synthetic.plan_world(WORLD_CLIPS, seed=WORLD_SEED, shape=SMALL)
-    assert summary.clips == sum(synthetic.scene_clips(scene) for scene in scenes) >= WORLD_CLIPS
-    paths = [f"data.{name}={folder / 'annotations' / f'{name}.jsonl'}" for name in ("train", "val", "test")]
-    config = load_config(
-        REPO / "configs" / "smoke.yaml",
-        [f"data.features={folder / 'features'}", *paths, f"run_dir={folder / 'run'}", "train.epochs=2"],
-    )
-    train(config, progress=False)
+    assert [p["video"] for items in splits.values() for p in items] == [scene.video for scene in scenes]
     return folder, splits
 
 
