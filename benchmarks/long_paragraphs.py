@@ -1,6 +1,7 @@
 """Long paragraphs read as one story: each way of reading them beside the even split, on real paragraphs.
 
 Run: .venv/bin/python benchmarks/long_paragraphs.py [--checkpoint CKPT] [--train-paragraphs 1500] [--epochs 8]
+     [--max-sentences 8] [--chunk-length N]
 
 HSCNet reads at most 8 sentences at a time. The 93 ActivityNet Captions val_1 paragraphs of 9 to 25
 sentences are read whole (not cut into the test set's chunks), on proxy features of the real
@@ -154,7 +155,7 @@ def train_proxy_model(args, shared: Path) -> Path:
     ]
     overrides = [f"data.features={store}", f"data.train={subsets[0]}", f"data.val={subsets[1]}", "data.test=",
                  f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}", "text.glove=",
-                 f"run_dir={run_dir}"]  # fmt: skip
+                 f"run_dir={run_dir}", f"data.max_sentences={args.max_sentences}"]  # fmt: skip
     config = load_config(REPO / "configs" / "own-small.yaml", overrides)
     if not (run_dir / "best.pt").is_file():
         train(config, progress=sys.stderr.isatty())
@@ -168,6 +169,18 @@ def main() -> None:
     parser.add_argument("--run", default="/tmp/hscnet-long-paragraphs", help="where the model is trained")
     parser.add_argument("--train-paragraphs", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--max-sentences",
+        type=int,
+        default=8,
+        help="train on 1 to this many sentences of a paragraph (data.max_sentences; the paper's 8)",
+    )
+    parser.add_argument(
+        "--chunk-length",
+        type=int,
+        default=0,
+        help="read paragraphs longer than this in chunks (default: the length the model trained on)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     shared = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -177,6 +190,8 @@ def main() -> None:
     started = time.time()
     checkpoint = Path(args.checkpoint) if args.checkpoint else train_proxy_model(args, shared)
     trained = load_model(checkpoint, torch.device("cpu"))
+    if args.chunk_length:  # a model trained on longer paragraphs, read as one trained on this many sentences
+        trained.config.data.max_sentences = args.chunk_length
     store = open_features(args.store)
     length = trained.config.data.max_sentences
     val_1 = [p for p in load_paragraphs(shared / "activitynet" / "val_1.json") if p.video in store]

@@ -68,9 +68,11 @@ def run_demo(
     progress: bool = True,
     shape: WorldShape = DEMO_SHAPE,
     backbone_name: str = "c3d",
+    use_ray: bool = True,
 ) -> dict:
     """Every stage of the demo into `folder`, a world of about `clips` C3D clips; `overrides` change
-    configs/demo.yaml. `backbone_name` extracts with another backbone (the world stays the same)."""
+    configs/demo.yaml. `backbone_name` extracts with another backbone (the world stays the same);
+    `use_ray=False` extracts in this process, as `bin/extract --no-ray` does."""
     folder = Path(folder)
     settings = ExtractSettings(backbone=backbone_name)
     spec = settings.spec()
@@ -100,9 +102,8 @@ def run_demo(
         f"them costs about {planned / rate / 60:.1f} minutes (then training, a few minutes)"
     )
     splits = stage("generate", lambda: generate_world(folder, clips, seed, progress, shape))
-    extraction = stage(
-        "extract", lambda: run_extraction(folder / "videos", folder / "features", settings, progress=progress)
-    )
+    videos, store = folder / "videos", folder / "features"
+    extraction = stage("extract", lambda: run_extraction(videos, store, settings, use_ray=use_ray, progress=progress))
     log.info(extraction.report())
     if extraction.failed:
         raise PipelineError(
@@ -155,12 +156,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", default="c3d", help="extract with this backbone (default c3d, the paper's)")
     parser.add_argument("--folder", default=str(DEMO), help="where the demo is written (default demo/)")
+    parser.add_argument("--no-ray", action="store_true", help="extract in this process, without starting Ray")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     cli.run(
         lambda: (
             run_demo(
-                args.clips, args.seed, folder=args.folder, progress=not args.no_progress, backbone_name=args.backbone
+                args.clips,
+                args.seed,
+                folder=args.folder,
+                progress=not args.no_progress,
+                backbone_name=args.backbone,
+                use_ray=not args.no_ray,
             )
             and 0
         )

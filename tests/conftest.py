@@ -103,16 +103,18 @@ WORLD_EPOCHS = 2
 
 
 @pytest.fixture(scope="session")
-def small_demo(tmp_path_factory, ray_session) -> tuple[Path, dict]:
-    """`make demo` in miniature, run once a session: demo videos of 27 C3D clips (6 videos, one to test)
-    generated, extracted with Ray, a model trained on them for a moment, evaluated and one video grounded.
-    Its folder and the summary the demo returns; the tests of the world's videos and model use its folder."""
+def small_demo(tmp_path_factory) -> tuple[Path, dict]:
+    """`make demo --no-ray` in miniature, run once a session: demo videos of 27 C3D clips (6 videos, one to
+    test) generated and extracted, a model trained on them for a moment, evaluated and one video grounded.
+    Its folder and the summary the demo returns; the tests of the world's videos and model use its folder.
+    Without Ray: the session's Ray starts with the tests of Ray extraction, near the end, since its idle
+    processes take a few percent of a CPU for as long as it runs."""
     from hscnet.pipeline.demo import run_demo
 
     folder = tmp_path_factory.mktemp("world")
     summary = run_demo(
         WORLD_CLIPS, seed=WORLD_SEED, folder=folder, overrides=[f"train.epochs={WORLD_EPOCHS}"], progress=False,
-        shape=SMALL,
+        shape=SMALL, use_ray=False,
     )  # fmt: skip
     return folder, summary
 

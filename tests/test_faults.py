@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SMOKE, command, overrides, threads_of_a_worker_pass
+from conftest import REPO, SMOKE, cli, command, overrides, threads_of_a_worker_pass
 
 from hscnet.common import atomic
 from hscnet.common.atomic import DiskFullError
@@ -320,7 +320,7 @@ def lines(path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the_same_features(tmp_path, ray_session):
+def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the_same_features(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     for index in range(6):
@@ -335,8 +335,7 @@ def test_kill_9_of_bin_extract_at_start_and_mid_run_then_the_rerun_ends_with_the
     kill_9([*extract, "--out", str(store)], when=lambda: time.time() - started > 1.0)  # importing, starting Ray
     kill_9([*extract, "--out", str(store)], when=lambda: lines(store / "manifest.jsonl") >= 2)  # mid-run
     assert 2 <= lines(store / "manifest.jsonl") < 6
-    # The rerun in this process, on the session's Ray: what it reads is the store the killed runs left.
-    rerun = command("extract", "--videos", str(videos), "--out", str(store), "--no-progress", "--workers", "2")
+    rerun = cli("extract", "--videos", str(videos), "--out", str(store), "--no-progress", "--workers", "2")
     assert rerun.returncode == 0, rerun.stderr
     assert not [p.name for p in store.iterdir() if p.name.startswith(".")]  # no temporary file
     names = sorted(p.name for p in (tmp_path / "whole").glob("*.npy"))

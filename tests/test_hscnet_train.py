@@ -91,10 +91,8 @@ def test_ctrl_c_saves_a_loadable_last_checkpoint(proxy_data, tmp_path):
     assert f"bin/train --resume {tmp_path / 'run'}" in rest
 
 
-def test_unknown_key_and_missing_file_are_one_line_errors(proxy_data, tmp_path, capsys):
-    result = command(
-        capsys, "train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), "model.hiden_dim=64"
-    )
+def test_unknown_key_and_missing_file_are_one_line_errors(proxy_data, tmp_path):
+    result = command("train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), "model.hiden_dim=64")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {SMOKE}: unknown config key 'model.hiden_dim' (known: bidirectional_lstm, depths, dropout, "
@@ -102,9 +100,7 @@ def test_unknown_key_and_missing_file_are_one_line_errors(proxy_data, tmp_path, 
         "word_level)"
     ]
     missing = tmp_path / "no-such-annotations.json"
-    result = command(
-        capsys, "train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), f"data.train={missing}"
-    )
+    result = command("train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), f"data.train={missing}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {missing}: annotation file not found"]
     assert not (tmp_path / "r").exists()
