@@ -4,6 +4,7 @@ solid-colour videos, a small demo world with a model trained on it, and proxy-fe
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -50,6 +51,32 @@ def write_feature_store(folder: Path, videos: dict[str, int], dim: int, seed: in
     for video, clips in videos.items():
         store.write(video, rng.standard_normal((clips, dim)).astype(np.float16))
     return store
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _random_c3d_drawn_once():
+    """Every C3D encoder built in this process without weights gets a copy of the random C3D that
+    `load_c3d` drew first: drawing its 78M He-initialised weights takes seconds on a slow CPU, and the
+    tests build dozens of encoders here. The copy holds the same weights, and the warning is said as
+    `load_c3d` says it; weights files, other seeds, Ray workers and other processes draw as always."""
+    from hscnet.extract import c3d
+
+    draw = c3d.load_c3d
+    drawn: dict[int, tuple] = {}
+
+    def copy_of_the_first(weights, seed: int = 0):
+        if weights:
+            return draw(weights, seed)
+        if seed not in drawn:
+            drawn[seed] = draw(weights, seed)
+        c3d.warn_random_weights("c3d", seed)
+        model, identity = drawn[seed]
+        return copy.deepcopy(model), identity
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(c3d, "load_c3d", copy_of_the_first)
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +158,17 @@ def small_world(small_demo) -> tuple[Path, dict[str, list[dict]]]:
     scenes = synthetic.plan_world(WORLD_CLIPS, seed=WORLD_SEED, shape=SMALL)
     assert [p["video"] for items in splits.values() for p in items] == [scene.video for scene in scenes]
     return folder, splits
+
+
+@pytest.fixture(scope="session")
+def encoded_test_video(small_world):
+    """The world's test video through its model's C3D, once a session (3 clips), for the tests of how text
+    is grounded; the tests of what a video path does extract it themselves."""
+    from hscnet.grounder import Grounder
+
+    folder, splits = small_world
+    video = folder / "videos" / f"{splits['test'][0]['video']}.mp4"
+    return Grounder.from_checkpoint(folder / "run" / "last.pt", device="cpu").encode_video(video)
 
 
 SMOKE = REPO / "configs" / "smoke.yaml"
