@@ -60,15 +60,15 @@ def test_a_grounder_loads_once_and_grounds_a_video_for_many_paragraphs(small_wor
     assert calls == {"load_model": 2, "build_encoder": 2, "extract_video": 3}  # ground_command loads its own
 
 
-def test_a_paragraph_longer_than_the_trained_length_is_grounded_in_chunks(small_world, shared_data):
+def test_a_paragraph_longer_than_the_trained_length_is_grounded_in_chunks(small_world, encoded_test_video, shared_data):
     from hscnet.annotations import read_annotations
 
-    folder, splits = small_world
+    folder, _ = small_world
     paragraphs, _ = read_annotations(shared_data / "activitynet" / "val_1.json")
     longest = max(paragraphs, key=lambda p: len(p.sentences))  # 25 real sentences
     grounder = Grounder.from_checkpoint(folder / "run" / "last.pt", device="cpu")
     assert grounder.trained.config.data.max_sentences == 8
-    encoded = grounder.encode_video(folder / "videos" / f"{splits['test'][0]['video']}.mp4")
+    encoded = encoded_test_video
     result = grounder.ground(encoded, longest.sentences)
     assert [s["text"] for s in result["sentences"]] == [s.strip() for s in longest.sentences]
     assert result["chunks"] == [list(range(1, 7)), list(range(7, 13)), list(range(13, 19)), list(range(19, 26))]
@@ -138,16 +138,15 @@ def test_a_model_of_the_released_activitynet_features_grounds_with_their_recipe(
     assert len(result["sentences"]) == 2
 
 
-def test_a_word_glove_knows_is_not_unknown_at_grounding(small_world):
+def test_a_word_glove_knows_is_not_unknown_at_grounding(small_world, encoded_test_video):
     import torch
 
     from hscnet.text import PAD, UNK, Vocabulary, load_word_vectors
 
-    folder, splits = small_world
+    folder, _ = small_world
     grounder = Grounder.from_checkpoint(folder / "run" / "last.pt", device="cpu")
     assert "zebra" not in grounder.trained.vocab and "qwzxplk" not in grounder.trained.vocab
-    encoded = grounder.encode_video(folder / "videos" / f"{splits['test'][0]['video']}.mp4")
-    result = grounder.ground(encoded, "A zebra comes in from the left. The qwzxplk leaves.")
+    result = grounder.ground(encoded_test_video, "A zebra comes in from the left. The qwzxplk leaves.")
     assert result["unknown_words"] == ["qwzxplk"]
     index = grounder.trained.vocab.encode(["zebra"])[0]
     expected = load_word_vectors(Vocabulary([PAD, UNK, "zebra"])).matrix[2]

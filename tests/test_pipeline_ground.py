@@ -166,7 +166,7 @@ def test_batch_of_many_videos_extracts_with_ray_into_a_store_a_rerun_reuses(smal
 
     folder, splits = small_world
     shortest = sorted(splits["train"] + splits["val"] + splits["test"], key=lambda p: p["duration"])
-    everything = shortest[:3]  # more than ray_from_videos: extracted with Ray
+    everything = shortest[:2]  # as many as ray_from_videos: extracted with Ray
     items = write_items(
         tmp_path / "items.jsonl",
         [{"video": str(folder / "videos" / f"{p['video']}.mp4"), "paragraph": p["sentences"]} for p in everything],
@@ -216,12 +216,11 @@ def test_inputs_and_outputs_are_checked_before_the_model_loads(small_world, tmp_
             ground_command(video_path, paragraph_path, outputs=GroundOutputs(**outputs), progress=False)
 
 
-def test_a_byte_order_mark_is_not_part_of_the_first_word(small_world, tmp_path):
+def test_a_byte_order_mark_is_not_part_of_the_first_word(small_world, encoded_test_video, tmp_path):
     folder, splits = small_world
     example = splits["test"][0]
-    video = folder / "videos" / f"{example['video']}.mp4"
     grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
-    encoded = grounder.encode_video(video)
+    encoded = encoded_test_video
     text = " ".join(example["sentences"])
     (tmp_path / "bom.txt").write_bytes("\ufeff".encode() + text.encode())
     from hscnet.pipeline.ground import read_paragraph
@@ -231,11 +230,11 @@ def test_a_byte_order_mark_is_not_part_of_the_first_word(small_world, tmp_path):
     assert grounder.ground(encoded, with_mark) == grounder.ground(encoded, text)
 
 
-def test_a_paragraph_of_words_the_model_never_saw_is_grounded_with_a_warning(small_world, caplog):
+def test_a_paragraph_of_words_the_model_never_saw_is_grounded_with_a_warning(small_world, encoded_test_video, caplog):
     folder, splits = small_world
     example = splits["test"][0]
     grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
-    encoded = grounder.encode_video(folder / "videos" / f"{example['video']}.mp4")
+    encoded = encoded_test_video
     with caplog.at_level("WARNING", logger="hscnet"):
         grounder.ground(encoded, " ".join(example["sentences"]))
     assert "unknown to the model" not in caplog.text
