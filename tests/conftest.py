@@ -216,15 +216,18 @@ def command(name: str, *args: str) -> subprocess.CompletedProcess:
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.chdir(REPO), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = None  # a command that returns exits 0, as its process would
             try:
                 getattr(commands, f"{name}_main")(list(args), prog=f"bin/{name}")
-                code = 0
             except SystemExit as leaving:
-                code = leaving.code if isinstance(leaving.code, int) else (leaving.code is not None)
+                code = leaving.code
     finally:
         logger.handlers[:], logger.propagate = saved[0], saved[1]
         logger.setLevel(saved[2])
-    return subprocess.CompletedProcess([f"bin/{name}", *args], int(code), out.getvalue(), err.getvalue())
+    if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
+        err.write(code + "\n")
+        code = 1
+    return subprocess.CompletedProcess([f"bin/{name}", *args], code or 0, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
