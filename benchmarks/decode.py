@@ -100,30 +100,31 @@ def main() -> None:
     args = parser.parse_args()
     from extract_speed import cpu_name, long_video, one_minute_720p  # benchmarks/ is this script's folder
 
-    work = Path(tempfile.mkdtemp(prefix="hscnet-decode-bench-"))
-    long = long_video(work / f"{args.minutes}min_720p.mp4", args.minutes, one_minute_720p(work / "minute.mp4"))
-    videos = {"charades 480x270 H.264 30 s": CHARADES, f"1280x720 H.264 {args.minutes} min": long,
-              "640x360 AV1 20 s": av1_video(work / "av1.mkv")}  # fmt: skip
-    default = ExtractSettings().decoder
-    print(f"CPU: {cpu_name()}; default decoder: {default}; pause per chunk {args.pause:g} s")
-    print(f"{'video':32} {'decoder':8} {'frames/s':>9} {'CPU ms/frame (paused)':>22} {'peak GiB (paused)':>18}")
-    rates = {}
-    for label, video in videos.items():
-        for decoder in ("pyav", "decord"):
-            flat, paused = run(video, decoder, 0.0), run(video, decoder, args.pause)
-            rates[label, decoder] = flat["frames"] / flat["seconds"]
-            print(
-                f"{label:32} {decoder:8} {rates[label, decoder]:9.0f} "
-                f"{1000 * paused['cpu'] / paused['frames']:22.2f} {paused['peak'] / 1024**3:18.2f}"
-            )
-    long_label = next(label for label in videos if "720" in label)
-    if args.decord_variants:
-        for variant in DECORD_VARIANTS:
-            peak = run(long, variant, 1.5 * args.pause, DECORD_VARIANT)["peak"]
-            print(f"{long_label}, decord read directly, {variant}: peak {peak / 1024**3:.2f} GiB (paused)")
-    fastest = max(rates[long_label, d] for d in ("pyav", "decord"))
-    print(f"{long_label}: the default decoder ({default}) over the faster one, frames/s ratio: "
-          f"{rates[long_label, default] / fastest:.2f}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="hscnet-decode-bench-") as folder:
+        work = Path(folder)
+        long = long_video(work / f"{args.minutes}min_720p.mp4", args.minutes, one_minute_720p(work / "minute.mp4"))
+        videos = {"charades 480x270 H.264 30 s": CHARADES, f"1280x720 H.264 {args.minutes} min": long,
+                  "640x360 AV1 20 s": av1_video(work / "av1.mkv")}  # fmt: skip
+        default = ExtractSettings().decoder
+        print(f"CPU: {cpu_name()}; default decoder: {default}; pause per chunk {args.pause:g} s")
+        print(f"{'video':32} {'decoder':8} {'frames/s':>9} {'CPU ms/frame (paused)':>22} {'peak GiB (paused)':>18}")
+        rates = {}
+        for label, video in videos.items():
+            for decoder in ("pyav", "decord"):
+                flat, paused = run(video, decoder, 0.0), run(video, decoder, args.pause)
+                rates[label, decoder] = flat["frames"] / flat["seconds"]
+                print(
+                    f"{label:32} {decoder:8} {rates[label, decoder]:9.0f} "
+                    f"{1000 * paused['cpu'] / paused['frames']:22.2f} {paused['peak'] / 1024**3:18.2f}"
+                )
+        long_label = next(label for label in videos if "720" in label)
+        if args.decord_variants:
+            for variant in DECORD_VARIANTS:
+                peak = run(long, variant, 1.5 * args.pause, DECORD_VARIANT)["peak"]
+                print(f"{long_label}, decord read directly, {variant}: peak {peak / 1024**3:.2f} GiB (paused)")
+        fastest = max(rates[long_label, d] for d in ("pyav", "decord"))
+        print(f"{long_label}: the default decoder ({default}) over the faster one, frames/s ratio: "
+              f"{rates[long_label, default] / fastest:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

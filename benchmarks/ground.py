@@ -50,44 +50,47 @@ def main() -> None:
     args = parser.parse_args()
     if not Path(args.checkpoint).is_file():
         sys.exit(f"{args.checkpoint} not found: run `make demo` first, or give --checkpoint")
-    work = Path(tempfile.mkdtemp(prefix="hscnet-ground-bench-"))
-    rng = np.random.default_rng(0)
-    scene = two_minute_scene(rng)
-    frames = (
-        synthetic.render(scene.states_at(i / 30), np.full((synthetic.HEIGHT, synthetic.WIDTH, 3), 30, np.float32))
-        for i in range(120 * 30)
-    )
-    video = synthetic.write_video(work / "two_minutes.mp4", frames, fps=30, options={"x264-params": "log-level=error"})
-    paragraph = work / "two_minutes.txt"
-    paragraph.write_text(" ".join(e.sentence for e in scene.episodes) + "\n")
+    with tempfile.TemporaryDirectory(prefix="hscnet-ground-bench-") as folder:
+        work = Path(folder)
+        rng = np.random.default_rng(0)
+        scene = two_minute_scene(rng)
+        frames = (
+            synthetic.render(scene.states_at(i / 30), np.full((synthetic.HEIGHT, synthetic.WIDTH, 3), 30, np.float32))
+            for i in range(120 * 30)
+        )
+        video = synthetic.write_video(
+            work / "two_minutes.mp4", frames, fps=30, options={"x264-params": "log-level=error"}
+        )
+        paragraph = work / "two_minutes.txt"
+        paragraph.write_text(" ".join(e.sentence for e in scene.episodes) + "\n")
 
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            str(REPO / "bin" / "ground"),
-            str(video),
-            str(paragraph),
-            "--checkpoint",
-            args.checkpoint,
-            "--json",
-            str(work / "out.json"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    ground_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                str(REPO / "bin" / "ground"),
+                str(video),
+                str(paragraph),
+                "--checkpoint",
+                args.checkpoint,
+                "--json",
+                str(work / "out.json"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        ground_seconds = time.perf_counter() - started
 
-    trained = load_model(args.checkpoint)
-    settings = extraction_settings(trained.feature_spec, args.checkpoint, None, None, "cpu")
-    encoder = build_encoder(settings)
-    started = time.perf_counter()
-    _, record = extract_video(video, video_id_for(video), encoder.encode, settings.spec())
-    extract_seconds = time.perf_counter() - started
-    print(f"2-minute 30 fps video, {len(scene.episodes)} sentences, {record.clips} clips ({encoder.describe()})")
-    print(f"bin/ground, whole command: {ground_seconds:.1f} s")
-    print(f"extracting the video alone: {extract_seconds:.1f} s")
-    print(f"bin/ground / extraction alone wall time, ratio: {ground_seconds / extract_seconds:.2f}")
+        trained = load_model(args.checkpoint)
+        settings = extraction_settings(trained.feature_spec, args.checkpoint, None, None, "cpu")
+        encoder = build_encoder(settings)
+        started = time.perf_counter()
+        _, record = extract_video(video, video_id_for(video), encoder.encode, settings.spec())
+        extract_seconds = time.perf_counter() - started
+        print(f"2-minute 30 fps video, {len(scene.episodes)} sentences, {record.clips} clips ({encoder.describe()})")
+        print(f"bin/ground, whole command: {ground_seconds:.1f} s")
+        print(f"extracting the video alone: {extract_seconds:.1f} s")
+        print(f"bin/ground / extraction alone wall time, ratio: {ground_seconds / extract_seconds:.2f}")
 
 
 if __name__ == "__main__":

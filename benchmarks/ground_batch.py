@@ -38,42 +38,43 @@ def main() -> None:
             sys.exit(f"{needed} not found: run `make demo` first, or give --annotations and --checkpoint")
     paragraphs = load_paragraphs(args.annotations)
     paragraphs = paragraphs[: args.limit] if args.limit else paragraphs
-    work = Path(tempfile.mkdtemp(prefix="hscnet-batch-bench-"))
-    items = [{"video": str(Path(args.videos) / f"{p.video}.mp4"), "paragraph": p.sentences} for p in paragraphs]
-    (work / "items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
-    ground = [str(REPO / "bin" / "ground"), "--checkpoint", args.checkpoint]
+    with tempfile.TemporaryDirectory(prefix="hscnet-batch-bench-") as folder:
+        work = Path(folder)
+        items = [{"video": str(Path(args.videos) / f"{p.video}.mp4"), "paragraph": p.sentences} for p in paragraphs]
+        (work / "items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+        ground = [str(REPO / "bin" / "ground"), "--checkpoint", args.checkpoint]
 
-    single_results = []
-    started = time.perf_counter()
-    for i, item in enumerate(items):
-        paragraph = work / f"{i}.txt"
-        paragraph.write_text("\n".join(item["paragraph"]) + "\n")
-        out = work / f"{i}.json"
-        command = [*ground, item["video"], str(paragraph), "--sentences-per-line", "--json", str(out)]
-        subprocess.run(command, check=True, capture_output=True, text=True)
-        single_results.append(json.loads(out.read_text()))
-    single_seconds = time.perf_counter() - started
+        single_results = []
+        started = time.perf_counter()
+        for i, item in enumerate(items):
+            paragraph = work / f"{i}.txt"
+            paragraph.write_text("\n".join(item["paragraph"]) + "\n")
+            out = work / f"{i}.json"
+            command = [*ground, item["video"], str(paragraph), "--sentences-per-line", "--json", str(out)]
+            subprocess.run(command, check=True, capture_output=True, text=True)
+            single_results.append(json.loads(out.read_text()))
+        single_seconds = time.perf_counter() - started
 
-    started = time.perf_counter()
-    batch = [*ground, "--batch", str(work / "items.jsonl"), "--out", str(work / "batch.jsonl"), "--no-progress"]
-    subprocess.run(batch, check=True, capture_output=True, text=True)
-    batch_seconds = time.perf_counter() - started
-    batch_results = [json.loads(line) for line in (work / "batch.jsonl").read_text().splitlines()]
-    # A batch line names its video as the items file does; bin/ground's JSON by its file name.
-    agree = all(
-        {k: v for k, v in b.items() if k not in ("line", "video")} == {k: v for k, v in s.items() if k != "video"}
-        and b["video"] == item["video"]
-        for b, s, item in zip(batch_results, single_results, items, strict=True)
-    )
+        started = time.perf_counter()
+        batch = [*ground, "--batch", str(work / "items.jsonl"), "--out", str(work / "batch.jsonl"), "--no-progress"]
+        subprocess.run(batch, check=True, capture_output=True, text=True)
+        batch_seconds = time.perf_counter() - started
+        batch_results = [json.loads(line) for line in (work / "batch.jsonl").read_text().splitlines()]
+        # A batch line names its video as the items file does; bin/ground's JSON by its file name.
+        agree = all(
+            {k: v for k, v in b.items() if k not in ("line", "video")} == {k: v for k, v in s.items() if k != "video"}
+            and b["video"] == item["video"]
+            for b, s, item in zip(batch_results, single_results, items, strict=True)
+        )
 
-    count = len(items)
-    videos = len({item["video"] for item in items})
-    mode = "Ray" if videos >= RAY_FROM_VIDEOS else "in-process"
-    print(f"{count} items ({videos} videos) of {args.annotations}; checkpoint {args.checkpoint}")
-    print(f"bin/ground once per item: {single_seconds:7.1f} s  {count / single_seconds:.3f} items/s")
-    print(f"bin/ground --batch ({mode} extraction): {batch_seconds:7.1f} s  {count / batch_seconds:.3f} items/s")
-    print(f"results identical: {'yes' if agree else 'NO'}")
-    print(f"batch items/s over per-item calls' items/s, ratio: {single_seconds / batch_seconds:.2f}")
+        count = len(items)
+        videos = len({item["video"] for item in items})
+        mode = "Ray" if videos >= RAY_FROM_VIDEOS else "in-process"
+        print(f"{count} items ({videos} videos) of {args.annotations}; checkpoint {args.checkpoint}")
+        print(f"bin/ground once per item: {single_seconds:7.1f} s  {count / single_seconds:.3f} items/s")
+        print(f"bin/ground --batch ({mode} extraction): {batch_seconds:7.1f} s  {count / batch_seconds:.3f} items/s")
+        print(f"results identical: {'yes' if agree else 'NO'}")
+        print(f"batch items/s over per-item calls' items/s, ratio: {single_seconds / batch_seconds:.2f}")
 
 
 if __name__ == "__main__":

@@ -99,15 +99,16 @@ def test_the_extraction_benchmark_runs_and_ends_with_its_ratio(shared_data):
 
 
 @pytest.mark.slow
-def test_the_batch_benchmark_gives_the_same_results_as_single_calls_and_a_ratio(small_world):
+def test_the_batch_benchmark_gives_the_same_results_as_single_calls_and_a_ratio(small_world, tmp_path):
     folder, _ = small_world
     result = subprocess.run(
         [sys.executable, "benchmarks/ground_batch.py", "--annotations", str(folder / "annotations" / "test.jsonl"),
          "--videos", str(folder / "videos"), "--checkpoint", str(folder / "run" / "last.pt")],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "TMPDIR": str(tmp_path)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "results identical: yes" in lines
     assert lines[-1].startswith("batch items/s over per-item calls' items/s, ratio: ")
     assert float(lines[-1].rsplit(" ", 1)[1]) > 0
+    assert not list(tmp_path.iterdir())  # its working folder is removed
