@@ -2,7 +2,7 @@
 a local Ray cluster of NODES nodes with one CPU each (`ray.cluster_utils.Cluster`) extracts each folder of
 videos in turn with `run_extraction`, on the same cluster (starting one is most of a small run's time); with
 KILL_AFTER > 0 the second node is killed (its raylet and workers, ungracefully) once that run's store holds
-that many manifest lines, so the runs after it have one node fewer. Prints each run's summary as JSON on a
+that many manifest lines written on it, so the runs after it have one node fewer. Prints each run's summary as JSON on a
 line that starts with "RESULT ", in order (a killed node's raylet log lines reach stdout too).
 
     python tests/local_cluster.py NODES VIDEOS OUT KILL_AFTER [VIDEOS OUT KILL_AFTER ...]
@@ -23,8 +23,16 @@ from hscnet.extract.settings import ExtractSettings
 from hscnet.pipeline.extraction import run_extraction
 
 
+def lines_written_on(node, manifest: Path) -> int:
+    """Manifest lines of videos extracted on `node`: a worker names its node "<host>/<first 12 of its id>"."""
+    if not manifest.is_file():
+        return 0
+    lines = [json.loads(line) for line in manifest.read_text().splitlines() if line.endswith("}")]
+    return sum(line.get("node", "").endswith("/" + node.node_id[:12]) for line in lines)
+
+
 def kill_when(cluster: Cluster, node, manifest: Path, lines: int, killed: threading.Event) -> None:
-    while not (manifest.is_file() and len(manifest.read_text().splitlines()) >= lines):
+    while lines_written_on(node, manifest) < lines:
         time.sleep(0.05)
     cluster.remove_node(node, allow_graceful=False)
     killed.set()
