@@ -12,10 +12,13 @@ unexport PYTHONDONTWRITEBYTECODE
 .PHONY: test demo lint clean-demo
 
 # torch is pinned in pyproject.toml. --no-compile: byte-compiling every installed module (torch's CUDA build,
-# Ray, spaCy) takes a third of the install; Python compiles what is imported, once, when it is.
+# Ray, spaCy) takes a third of the install; Python compiles what is imported, once, when it is. The import
+# after it compiles what the commands use in one process, before Ray's processes and workers would each
+# compile the same modules at once on their first start.
 $(DEPS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	$(PY) -c 'import av, ray, spacy, hscnet.grounder, hscnet.train, hscnet.pipeline.extraction, hscnet.pipeline.ray_workers'
 	touch $@
 
 test: $(DEPS)
