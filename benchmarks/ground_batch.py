@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from hscnet.annotations import load_paragraphs
-from hscnet.pipeline.ground import DEMO_CHECKPOINT, RAY_FROM_VIDEOS
+from hscnet.pipeline.extraction import RAY_FROM_VIDEOS
+from hscnet.pipeline.ground import DEMO_CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[1]
 

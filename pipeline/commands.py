@@ -117,8 +117,6 @@ def extract_main(argv: list[str] | None = None, prog: str = "hscnet-extract") ->
 
 def train_main(argv: list[str] | None = None, prog: str = "hscnet-train") -> None:
     """Train HSCNet. `argv` defaults to the command line."""
-    from hscnet.pipeline.train_command import train_command
-
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Train HSCNet on a feature store (or released HDF5 features) with ActivityNet Captions, "
@@ -142,6 +140,8 @@ def train_main(argv: list[str] | None = None, prog: str = "hscnet-train") -> Non
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5")
     args = parser.parse_args(argv)
+    from hscnet.pipeline.train_command import train_command  # torch: not for --help
+
     cli.run(
         lambda: train_command(
             args.config, args.overrides, args.resume, args.videos, args.captions, progress=not args.no_progress
@@ -151,8 +151,6 @@ def train_main(argv: list[str] | None = None, prog: str = "hscnet-train") -> Non
 
 def eval_main(argv: list[str] | None = None, prog: str = "hscnet-eval") -> None:
     """Evaluate a checkpoint. `argv` defaults to the command line."""
-    from hscnet import evaluate
-
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Evaluate a checkpoint as the VPG papers do (R@m and mIoU over all sentences), "
@@ -192,6 +190,8 @@ def eval_main(argv: list[str] | None = None, prog: str = "hscnet-eval") -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    from hscnet import evaluate  # torch: not for --help
+
     cli.run(
         lambda: evaluate.evaluate_checkpoint(
             args.checkpoint,
@@ -210,14 +210,7 @@ def eval_main(argv: list[str] | None = None, prog: str = "hscnet-eval") -> None:
 
 def ground_main(argv: list[str] | None = None, prog: str = "hscnet-ground") -> None:
     """Ground a paragraph in a video, or a batch of them. `argv` defaults to the command line."""
-    from hscnet.pipeline.ground import (
-        RAY_FROM_VIDEOS,
-        FeatureFile,
-        GroundOutputs,
-        ModelChoice,
-        ground_batch,
-        ground_command,
-    )
+    from hscnet.pipeline.extraction import RAY_FROM_VIDEOS
     from hscnet.report import EMBED_VIDEO_MAX_BYTES
 
     parser = argparse.ArgumentParser(
@@ -298,6 +291,9 @@ def ground_main(argv: list[str] | None = None, prog: str = "hscnet-ground") -> N
         "chunks grounds each over the whole video",
     )
     args = parser.parse_args(argv)
+    # Imported once the arguments are read: the model's stack (torch) takes seconds, which --help need not wait.
+    from hscnet.pipeline.ground import FeatureFile, GroundOutputs, ModelChoice, ground_batch, ground_command
+
     model = ModelChoice(checkpoint=args.checkpoint, weights=args.weights, pca=args.pca, device=args.device)
     if args.batch:
         if args.video or args.paragraph or not args.out:

@@ -35,6 +35,10 @@ from hscnet.extract.video import list_videos
 
 log = logging.getLogger(__name__)
 
+# bin/ground --batch extracts a batch with this many distinct videos or more with Ray; fewer, in its process,
+# since starting Ray costs seconds.
+RAY_FROM_VIDEOS = 8
+
 
 @dataclass
 class Summary:

@@ -28,6 +28,7 @@ from hscnet.extract.imported import read_feature_file
 from hscnet.extract.store import FeatureStore, video_id_for
 from hscnet.extract.video import probe
 from hscnet.grounder import EncodedVideo, Grounder
+from hscnet.pipeline.extraction import RAY_FROM_VIDEOS
 from hscnet.plot import plot_grounding
 from hscnet.report import EMBED_VIDEO_MAX_BYTES, write_report
 from hscnet.text import parse_paragraph
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 # The demo's model is its last epoch's: 6 validation videos (19 sentences) are too few to pick an
 # epoch on (docs/results.md).
 DEMO_CHECKPOINT = DEMO / "run" / "last.pt"
-RAY_FROM_VIDEOS = 8  # a batch with this many distinct videos or more is extracted with Ray
 
 
 def default_checkpoint(runs: Path = Path("runs")) -> Path:
