@@ -15,6 +15,9 @@ on 2 cores). Each reading is scored over all of their sentences:
 - chunks in order: each chunk within the video after the previous chunk's last sentence starts;
 - story (placed by the model): the chunks grounded first as the pseudo-sentences of one short
   paragraph, then each within its placed span, with margins of 0, 0.1 and 0.2 of the video;
+- the story with its chunks cut half a chunk later (the first holds half a chunk);
+- chunks placed by the paragraph read whole: each within the hull of its sentences' spans there;
+- sliding windows: each sentence read among the chunk of sentences centred on it, placed as above;
 - the paragraph read whole: all its sentences at once, beyond the length the model was trained on;
 - the library's story reading (`hscnet.infer`): the story with margin 0.1 and the whole reading
   averaged, drawn toward the even split (its shares chosen on held-out training paragraphs).
@@ -75,6 +78,46 @@ def in_order(trained, features, sentences: list[str], margin: float = 0.05) -> n
         spans.append(np.sort(final, axis=1))
         window_start = max(0.0, min(float(spans[-1][-1, 0]) - margin, 0.95))
     return np.concatenate(spans)
+
+
+def whole_reading_windows(reader, parsed, parts, margin: float = 0.1):
+    """Each chunk within the hull of its sentences' spans in the paragraph read whole, with a margin."""
+    final, _, _ = reader.spans([reader.trained.vocab.encode(words) for words in parsed.sentences])
+    spans = np.sort(np.clip(final, 0.0, 1.0), axis=1)
+    return [(max(0.0, spans[list(part), 0].min() - margin), min(1.0, spans[list(part), 1].max() + margin))
+            for part in parts]  # fmt: skip
+
+
+def shifted_story(trained, features, sentences: list[str]) -> np.ndarray:
+    """The story reading (margin 0.1) of chunks cut half a chunk later: the first holds half a chunk."""
+    parsed = parse_paragraph(sentences)
+    reader = infer._Reader(trained, features, torch.device("cpu"))
+    count, length = len(parsed.sentences), trained.config.data.max_sentences
+    parts = [range(0, length // 2)] + [range(a, min(a + length, count)) for a in range(length // 2, count, length)]
+    spans = np.zeros((count, 2))
+    for part, window in zip(parts, infer.story_windows(reader, parsed, parts), strict=True):
+        final, _, _ = reader.spans([trained.vocab.encode(parsed.sentences[i]) for i in part], window)
+        spans[list(part)] = np.sort(final, axis=1)
+    return spans
+
+
+def sliding_windows(trained, features, sentences: list[str], margin: float = 0.1) -> np.ndarray:
+    """Each sentence read among the chunk of sentences centred on it, within that chunk's hull in the
+    paragraph read whole (with a margin): one reading per sentence."""
+    parsed = parse_paragraph(sentences)
+    reader = infer._Reader(trained, features, torch.device("cpu"))
+    count, length = len(parsed.sentences), trained.config.data.max_sentences
+    encoded = [trained.vocab.encode(words) for words in parsed.sentences]
+    final, _, _ = reader.spans(encoded)
+    whole_spans = np.sort(np.clip(final, 0.0, 1.0), axis=1)
+    spans = np.zeros((count, 2))
+    for i in range(count):
+        first = min(max(0, i - length // 2 + 1), count - length)
+        part = list(range(first, first + length))
+        window = (max(0.0, whole_spans[part, 0].min() - margin), min(1.0, whole_spans[part, 1].max() + margin))
+        final, _, _ = reader.spans([encoded[j] for j in part], window)
+        spans[i] = np.sort(final[i - first])
+    return spans
 
 
 def story(trained, features, sentences, margin: float, windows=None) -> np.ndarray:
@@ -213,6 +256,9 @@ def main() -> None:
         "story, placed by the model, margin 0": lambda f, s: story(trained, f, s, 0.0),
         "story, placed by the model, margin 0.1": lambda f, s: story(trained, f, s, 0.1),
         "story, placed by the model, margin 0.2": lambda f, s: story(trained, f, s, 0.2),
+        "story, chunks cut half a chunk later": lambda f, s: shifted_story(trained, f, s),
+        "chunks placed by the paragraph read whole": lambda f, s: story(trained, f, s, 0.1, whole_reading_windows),
+        "sliding windows of a chunk, one per sentence": lambda f, s: sliding_windows(trained, f, s),
         "paragraph read whole": lambda f, s: whole(trained, f, s),
         "library (story)": lambda f, s: spans_of(infer.ground_paragraph(trained, f, 1.0, s, reading="story")),
     }
