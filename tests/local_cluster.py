@@ -2,8 +2,9 @@
 a local Ray cluster of NODES nodes with one CPU each (`ray.cluster_utils.Cluster`) extracts each folder of
 videos in turn with `run_extraction`, on the same cluster (starting one is most of a small run's time); with
 KILL_AFTER > 0 the second node is killed (its raylet and workers, ungracefully) once that run's store holds
-that many manifest lines written on it, so the runs after it have one node fewer. Prints each run's summary as JSON on a
-line that starts with "RESULT ", in order (a killed node's raylet log lines reach stdout too).
+that many manifest lines of videos extracted on it, so the runs after it have one node fewer. Prints each
+run's summary as JSON on a line that starts with "RESULT ", in order (a killed node's raylet log lines reach
+stdout too).
 
     python tests/local_cluster.py NODES VIDEOS OUT KILL_AFTER [VIDEOS OUT KILL_AFTER ...]
 """
