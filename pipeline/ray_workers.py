@@ -63,6 +63,7 @@ def extract_with_ray(
             ray_reaper.start()  # if this process is killed (kill -9), nothing of the Ray it starts stays behind
             with children_keep_freed_memory():  # Ray's processes, the workers among them
                 ray.init(
+                    address="local",  # a new Ray of its own, even where another runs (Ray would join that one)
                     num_cpus=workers or os.cpu_count(),
                     object_store_memory=settings.object_store_mb * 1024**2,
                     include_dashboard=False,
