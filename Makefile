@@ -21,9 +21,13 @@ $(DEPS): pyproject.toml
 	$(PY) -c 'import av, ray, spacy, hscnet.grounder, hscnet.train, hscnet.pipeline.extraction, hscnet.pipeline.ray_workers'
 	touch $@
 
+# Two test processes: much of the suite waits on subprocesses, Ray and video decoding, so a second process
+# keeps both cores of a 2-core machine busy (docs/benchmarks.md). `make test TEST_PROCESSES=0` runs them in one.
+TEST_PROCESSES ?= 2
+
 test: $(DEPS)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadscope
 
 lint: $(DEPS)
 	$(PY) -m ruff check .

@@ -1,5 +1,8 @@
 """Shared fixtures and helpers: the real data of ../shared/data, small feature stores, one Ray session,
-solid-colour videos, a small demo world with a model trained on it, and proxy-feature training data."""
+solid-colour videos, a small demo world with a model trained on it, and proxy-feature training data.
+
+`make test` runs the tests in two processes (pytest-xdist, `--dist loadscope`, scopes below), each of one
+thread; the demo world is built once, by whichever process needs it first, into a folder both read."""
 
 from __future__ import annotations
 
@@ -9,12 +12,14 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 from benchmarks.proxy_store import write_proxy_store
 from hscnet.annotations import read_annotations, write_jsonl
@@ -23,6 +28,12 @@ from hscnet.pipeline import synthetic
 from hscnet.pipeline.passes import cpu_passes
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes on two cores: one thread each, and in the commands they start. Two teams of two
+    # OpenMP threads on two cores spin-wait on each other; a test that sets its threads still does.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def shared_data_dir() -> Path:
@@ -79,12 +90,37 @@ def _random_c3d_drawn_once():
     patch.undo()
 
 
+# The modules whose tests use the session's Ray (`ray_session`): `make test` runs them in one process.
+RAY_MODULES = ("tests/test_pipeline_extraction.py", "tests/test_pipeline_ground.py")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()) and item.nodeid.split("::")[0] not in RAY_MODULES:
+            raise pytest.UsageError(f"{item.nodeid} uses ray_session: add its module to conftest.RAY_MODULES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With `--dist loadscope`, each module's tests run in one process, so that its module-scoped fixtures
+    run once, and the modules of RAY_MODULES all in the same one, so that Ray starts once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesWithRayTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return "ray" if module in RAY_MODULES else module
+
+    return ModulesWithRayTogether(config, log) if config.getvalue("dist") == "loadscope" else None
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance for the whole test session (starting Ray takes seconds)."""
     import ray
 
     ray.init(
+        address="local",  # never a cluster another test started (Ray joins the latest one otherwise)
         num_cpus=2,
         object_store_memory=200 * 1024**2,
         include_dashboard=False,
@@ -134,16 +170,23 @@ def small_demo(tmp_path_factory) -> tuple[Path, dict]:
     """`make demo --no-ray` in miniature, run once a session: demo videos of 27 C3D clips (6 videos, one to
     test) generated and extracted, a model trained on them for a moment, evaluated and one video grounded.
     Its folder and the summary the demo returns; the tests of the world's videos and model use its folder.
+    With xdist, the first test process to need it builds it in the run's shared folder while the other
+    waits on the lock; the summary.json the demo writes last says it is complete.
     Without Ray: the session's Ray starts with the tests of Ray extraction, near the end, since its idle
     processes take a few percent of a CPU for as long as it runs."""
     from hscnet.pipeline.demo import run_demo
 
-    folder = tmp_path_factory.mktemp("world")
-    summary = run_demo(
-        WORLD_CLIPS, seed=WORLD_SEED, folder=folder, overrides=[f"train.epochs={WORLD_EPOCHS}"], progress=False,
-        shape=SMALL, use_ray=False,
-    )  # fmt: skip
-    return folder, summary
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    folder = shared / "world"
+    with FileLock(shared / "world.lock"):
+        if not (folder / "summary.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            run_demo(
+                WORLD_CLIPS, seed=WORLD_SEED, folder=folder, overrides=[f"train.epochs={WORLD_EPOCHS}"],
+                progress=False, shape=SMALL, use_ray=False,
+            )  # fmt: skip
+    return folder, json.loads((folder / "summary.json").read_text())
 
 
 @pytest.fixture(scope="session")
