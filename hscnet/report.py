@@ -303,7 +303,13 @@ SCRIPT = """
   }
   function follow() {
     if (player) {
-      if (stopAt !== null && player.currentTime >= stopAt + offset) { player.pause(); stopAt = null; }
+      // A busy machine draws frames late, so the player may pass the end before a frame sees it: stop,
+      // then show the span's last moment.
+      if (stopAt !== null && player.currentTime >= stopAt + offset) {
+        player.pause();
+        player.currentTime = stopAt + offset;
+        stopAt = null;
+      }
       if (player.currentTime - offset !== shown) place(player.currentTime - offset);
     }
     requestAnimationFrame(follow);
