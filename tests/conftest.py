@@ -30,8 +30,9 @@ from hscnet.pipeline.passes import cpu_passes
 REPO = Path(__file__).resolve().parents[1]
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Two test processes on two cores: one thread each, and in the commands they start. Two teams of two
-    # OpenMP threads on two cores spin-wait on each other; a test that sets its threads still does.
+    # Two test processes on two cores: one thread each, and in the commands they start, since two teams of
+    # two OpenMP threads on two cores spin-wait on each other. Tests that need a Ray worker's thread count
+    # still set it (threads_of_a_worker_pass).
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
