@@ -173,8 +173,8 @@ def small_demo(tmp_path_factory) -> tuple[Path, dict]:
     Its folder and the summary the demo returns; the tests of the world's videos and model use its folder.
     With xdist, the first test process to need it builds it in the run's shared folder while the other
     waits on the lock; the summary.json the demo writes last says it is complete.
-    Without Ray: the session's Ray starts with the tests of Ray extraction, near the end, since its idle
-    processes take a few percent of a CPU for as long as it runs."""
+    Without Ray: only the tests of Ray extraction start the session's Ray, since its idle processes take a
+    few percent of a CPU for as long as it runs."""
     from hscnet.pipeline.demo import run_demo
 
     shared = tmp_path_factory.getbasetemp()
