@@ -19,8 +19,10 @@ on 2 cores). Each reading is scored over all of their sentences:
 - chunks placed by the paragraph read whole: each within the hull of its sentences' spans there;
 - sliding windows: each sentence read among the chunk of sentences centred on it, placed as above;
 - the paragraph read whole: all its sentences at once, beyond the length the model was trained on;
-- the library's story reading (`hscnet.infer`): the story with margin 0.1 and the whole reading
-  averaged, drawn toward the even split (its shares chosen on held-out training paragraphs).
+- the ordered partition: the video cut into consecutive parts, one per sentence in order, where the
+  whole reading's sentence-to-clip similarities A^VS are highest;
+- the library's story reading (`hscnet.infer`): the story with margin 0.1, the whole reading and
+  the ordered partition averaged (its shares chosen on held-out training paragraphs).
 
 Beside them, the model and the dataset prior on the ordinary val_1 paragraphs (at most 8
 sentences), to compare how much of the distance to a perfect score each closes: the model from
@@ -74,7 +76,7 @@ def in_order(trained, features, sentences: list[str], margin: float = 0.05) -> n
     reader = infer._Reader(trained, features, torch.device("cpu"))
     spans, window_start = [], 0.0
     for part in chunks(len(parsed.sentences), trained.config.data.max_sentences):
-        final, _, _ = reader.spans([trained.vocab.encode(parsed.sentences[i]) for i in part], (window_start, 1.0))
+        final = reader.spans([trained.vocab.encode(parsed.sentences[i]) for i in part], (window_start, 1.0)).final
         spans.append(np.sort(final, axis=1))
         window_start = max(0.0, min(float(spans[-1][-1, 0]) - margin, 0.95))
     return np.concatenate(spans)
@@ -82,7 +84,7 @@ def in_order(trained, features, sentences: list[str], margin: float = 0.05) -> n
 
 def whole_reading_windows(reader, parsed, parts, margin: float = 0.1):
     """Each chunk within the hull of its sentences' spans in the paragraph read whole, with a margin."""
-    final, _, _ = reader.spans([reader.trained.vocab.encode(words) for words in parsed.sentences])
+    final = reader.spans([reader.trained.vocab.encode(words) for words in parsed.sentences]).final
     spans = np.sort(np.clip(final, 0.0, 1.0), axis=1)
     return [(max(0.0, spans[list(part), 0].min() - margin), min(1.0, spans[list(part), 1].max() + margin))
             for part in parts]  # fmt: skip
@@ -96,7 +98,7 @@ def shifted_story(trained, features, sentences: list[str]) -> np.ndarray:
     parts = [range(0, length // 2)] + [range(a, min(a + length, count)) for a in range(length // 2, count, length)]
     spans = np.zeros((count, 2))
     for part, window in zip(parts, infer.story_windows(reader, parsed, parts), strict=True):
-        final, _, _ = reader.spans([trained.vocab.encode(parsed.sentences[i]) for i in part], window)
+        final = reader.spans([trained.vocab.encode(parsed.sentences[i]) for i in part], window).final
         spans[list(part)] = np.sort(final, axis=1)
     return spans
 
@@ -108,44 +110,49 @@ def sliding_windows(trained, features, sentences: list[str], margin: float = 0.1
     reader = infer._Reader(trained, features, torch.device("cpu"))
     count, length = len(parsed.sentences), trained.config.data.max_sentences
     encoded = [trained.vocab.encode(words) for words in parsed.sentences]
-    final, _, _ = reader.spans(encoded)
+    final = reader.spans(encoded).final
     whole_spans = np.sort(np.clip(final, 0.0, 1.0), axis=1)
     spans = np.zeros((count, 2))
     for i in range(count):
         first = min(max(0, i - length // 2 + 1), count - length)
         part = list(range(first, first + length))
         window = (max(0.0, whole_spans[part, 0].min() - margin), min(1.0, whole_spans[part, 1].max() + margin))
-        final, _, _ = reader.spans([encoded[j] for j in part], window)
+        final = reader.spans([encoded[j] for j in part], window).final
         spans[i] = np.sort(final[i - first])
     return spans
 
 
 def story(trained, features, sentences, margin: float, windows=None) -> np.ndarray:
     """Fractions of the video of the chunks read in their windows alone (the library's story reading
-    without the whole reading and the even split), with another margin or window rule."""
-    saved = infer.STORY_MARGIN, infer.story_windows, infer.STORY_SHARE, infer.MODEL_SHARE
-    infer.STORY_MARGIN, infer.STORY_SHARE, infer.MODEL_SHARE = margin, 1.0, 1.0
+    without the whole reading and the partition), with another margin or window rule."""
+    saved = infer.STORY_MARGIN, infer.story_windows, infer.STORY_SHARE, infer.PARTITION_SHARE
+    infer.STORY_MARGIN, infer.STORY_SHARE, infer.PARTITION_SHARE = margin, 1.0, 0.0
     if windows is not None:
         infer.story_windows = windows
     try:
         return spans_of(infer.ground_paragraph(trained, features, 1.0, sentences, reading="story"))
     finally:
-        infer.STORY_MARGIN, infer.story_windows, infer.STORY_SHARE, infer.MODEL_SHARE = saved
+        infer.STORY_MARGIN, infer.story_windows, infer.STORY_SHARE, infer.PARTITION_SHARE = saved
 
 
 def whole(trained, features, sentences) -> np.ndarray:
     """The paragraph read whole: all its sentences at once, however many the model was trained on."""
-    saved = infer.STORY_SHARE, infer.MODEL_SHARE
-    infer.STORY_SHARE, infer.MODEL_SHARE = 0.0, 1.0
-    try:
-        return spans_of(infer.ground_paragraph(trained, features, 1.0, sentences, reading="story"))
-    finally:
-        infer.STORY_SHARE, infer.MODEL_SHARE = saved
+    reader = infer._Reader(trained, features, torch.device("cpu"))
+    final = reader.spans([trained.vocab.encode(words) for words in parse_paragraph(sentences).sentences]).final
+    return np.sort(np.clip(final, 0.0, 1.0), axis=1)  # [Ns, 2]
+
+
+def partition(trained, features, sentences) -> np.ndarray:
+    """The ordered partition of the video by the whole reading's sentence-to-clip similarities A^VS."""
+    reader = infer._Reader(trained, features, torch.device("cpu"))
+    reading = reader.spans([trained.vocab.encode(words) for words in parse_paragraph(sentences).sentences])
+    return infer.ordered_partition(reading.alignment)  # [Ns, 2]
 
 
 def held_out_shares(trained, store, paragraphs, length: int) -> None:
-    """The grid that chose `infer.STORY_SHARE` and `infer.MODEL_SHARE`: long training paragraphs the model
-    was not trained on, read in chunks (story, the library's margin) and whole, blended as the library does."""
+    """The grid that chose `infer.STORY_SHARE` and `infer.PARTITION_SHARE`: long training paragraphs the model
+    was not trained on, read in chunks (story, the library's margin), whole and as the ordered partition,
+    blended as the library does."""
     used = {p.video for p in load_paragraphs(trained.config.data.train)}
     kept = [[(t, span) for t, span in zip(p.sentences, p.timestamps, strict=True) if tokenize(t)] for p in paragraphs]
     held = [(p, k) for p, k in zip(paragraphs, kept, strict=True) if p.video not in used and len(k) > length]
@@ -154,24 +161,30 @@ def held_out_shares(trained, store, paragraphs, length: int) -> None:
         return
     truth = np.concatenate([np.array([span for _, span in k]) / p.duration for p, k in held])
     even = np.concatenate([even_split(len(k)) for _, k in held])
-    margin = infer.STORY_MARGIN
-    chunked = np.concatenate([story(trained, store.read(p.video), [t for t, _ in k], margin) for p, k in held])
-    read_whole = np.concatenate([whole(trained, store.read(p.video), [t for t, _ in k]) for p, k in held])
+    readings = {
+        name: np.concatenate([read(store.read(p.video), [t for t, _ in k]) for p, k in held])
+        for name, read in (
+            ("story", lambda f, s: story(trained, f, s, infer.STORY_MARGIN)),
+            ("whole", lambda f, s: whole(trained, f, s)),
+            ("partition", lambda f, s: partition(trained, f, s)),
+        )
+    }
     scores = {
-        (story_share, model_share): grounding_metrics(
-            model_share * (story_share * chunked + (1 - story_share) * read_whole) + (1 - model_share) * even,
+        (story_share, partition_share): grounding_metrics(
+            partition_share * readings["partition"]
+            + (1 - partition_share) * (story_share * readings["story"] + (1 - story_share) * readings["whole"]),
             truth, THRESHOLDS,
         )["mIoU"]
         for story_share in (0.0, 0.25, 0.5, 0.75, 1.0)
-        for model_share in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+        for partition_share in (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
     }  # fmt: skip
-    (story_share, model_share), best = max(scores.items(), key=lambda item: item[1])
+    (story_share, partition_share), best = max(scores.items(), key=lambda item: item[1])
     floor = grounding_metrics(even, truth, THRESHOLDS)["mIoU"]
     print(f"held out: {len(held)} long training paragraphs ({len(truth)} sentences) the model never saw; "
-          f"even split {100 * floor:.2f}, "
-          f"best blend story share {story_share:g}, model share {model_share:g}: mIoU {100 * best:.2f}; "
-          f"the library's {infer.STORY_SHARE:g} and {infer.MODEL_SHARE:g}: "
-          f"{100 * scores.get((infer.STORY_SHARE, infer.MODEL_SHARE), float('nan')):.2f}")  # fmt: skip
+          f"even split {100 * floor:.2f}, story and whole (0.5 each) {100 * scores[(0.5, 0.0)]:.2f}, "
+          f"best blend story share {story_share:g}, partition share {partition_share:g}: mIoU {100 * best:.2f}; "
+          f"the library's {infer.STORY_SHARE:g} and {infer.PARTITION_SHARE:g}: "
+          f"{100 * scores.get((infer.STORY_SHARE, infer.PARTITION_SHARE), float('nan')):.2f}")  # fmt: skip
 
 
 def spans_of(result: dict) -> np.ndarray:
@@ -260,6 +273,7 @@ def main() -> None:
         "chunks placed by the paragraph read whole": lambda f, s: story(trained, f, s, 0.1, whole_reading_windows),
         "sliding windows of a chunk, one per sentence": lambda f, s: sliding_windows(trained, f, s),
         "paragraph read whole": lambda f, s: whole(trained, f, s),
+        "ordered partition by A^VS (whole reading)": lambda f, s: partition(trained, f, s),
         "library (story)": lambda f, s: spans_of(infer.ground_paragraph(trained, f, 1.0, s, reading="story")),
     }
     truth = np.concatenate([np.array([span for _, span in k]) / p.duration for p, k in long])

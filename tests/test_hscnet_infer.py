@@ -9,6 +9,7 @@ import pytest
 
 from hscnet.extract.store import FeatureStore
 from hscnet.grounder import EncodedVideo, Grounder
+from hscnet.infer import ordered_partition
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +54,17 @@ def test_a_long_paragraph_is_read_as_one_story_its_chunks_in_order_and_every_spa
     assert all(0 <= s["start"] <= s["end"] <= video.duration for s in whole["sentences"])
     short = grounder.ground(video, sentences[:8])  # within the trained length: read whole, as always
     assert "reading" not in short and "chunks" not in short
+
+
+def test_the_ordered_partition_gives_each_sentence_in_order_the_clips_it_matches_best():
+    alignment = np.full((3, 10), -2.0)  # A^VS [Ns, Nv]
+    alignment[0, 0:2], alignment[1, 2:7], alignment[2, 7:10] = 3.0, 3.0, 3.0
+    assert ordered_partition(alignment).tolist() == [[0.0, 0.2], [0.2, 0.7], [0.7, 1.0]]
+
+    alignment[[0, 1]] = alignment[[1, 0]]  # the first sentence matches later clips than the second
+    parts = ordered_partition(alignment)
+    assert parts[0, 0] == 0.0 and parts[-1, 1] == 1.0
+    assert (parts[1:, 0] == parts[:-1, 1]).all() and (parts[:, 1] > parts[:, 0]).all()  # consecutive, never empty
+
+    more_sentences_than_clips = ordered_partition(np.zeros((12, 10)))
+    assert np.allclose(more_sentences_than_clips[:, 1] - more_sentences_than_clips[:, 0], 1 / 12)
