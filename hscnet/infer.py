@@ -147,17 +147,20 @@ def ordered_partition(alignment: np.ndarray) -> np.ndarray:
 
 def _blend_readings(reader: _Reader, parsed: ParsedParagraph, sentences: list[dict], duration: float):
     """Move each sentence of a long paragraph read in chunks (`sentences`, in seconds) to its blend with the
-    whole reading and the ordered partition (see the module docstring); its words are clipped to it again."""
+    whole reading and the ordered partition (see the module docstring). Its words move with it, keeping
+    their places within the sentence: clipped to the new span instead, they would pile up at one end."""
     whole = reader.spans([reader.trained.vocab.encode(words) for words in parsed.sentences])
     chunked = np.array([[s["start"], s["end"]] for s in sentences]) / duration  # [Ns, 2]
     model = STORY_SHARE * chunked + (1 - STORY_SHARE) * np.sort(np.clip(whole.final, 0.0, 1.0), axis=1)  # [Ns, 2]
     blended = PARTITION_SHARE * ordered_partition(whole.alignment) + (1 - PARTITION_SHARE) * model  # [Ns, 2]
     for sentence, span in zip(sentences, blended, strict=True):
         start, end = _seconds(span, duration)
-        sentence["start"], sentence["end"] = start, end
+        old_start, old_length = sentence["start"], sentence["end"] - sentence["start"]
+        scale = (end - start) / old_length if old_length > 0 else 0.0
         for word in sentence["words"]:
-            word["start"] = min(max(word["start"], start), end)
-            word["end"] = max(min(word["end"], end), word["start"])
+            for key in ("start", "end"):
+                word[key] = round(min(max(start + (word[key] - old_start) * scale, start), end), 3)
+        sentence["start"], sentence["end"] = start, end
 
 
 def ground_paragraph(
