@@ -61,6 +61,10 @@ class EncodedVideo:
 
 
 UNKNOWN_WARNING_SHARE = 0.5  # a paragraph with at least this share of unknown words is grounded with a warning
+# A paragraph longer than the trained length with fewer of the model's clips a sentence than this is grounded with a
+# warning: at 1.3 a sentence the demo model's story reading fell far below the even split, at 5 and more the proxy
+# model's beat it (docs/results.md, long paragraphs).
+MIN_CLIPS_PER_SENTENCE = 4
 
 
 def extraction_settings(
@@ -217,7 +221,8 @@ class Grounder:
         """A start and end time (seconds) for the paragraph, each sentence and each word; `paragraph` is
         text (split into sentences by spaCy) or a list of sentences (kept as given). A paragraph most of
         whose words the model does not know is grounded with a warning: its spans mean little. A paragraph
-        longer than the trained length is read as `reading` says (`hscnet.infer`: one story by default)."""
+        longer than the trained length is read as `reading` says (`hscnet.infer`: one story by default), with a
+        warning where the model's clips are too few for its sentences."""
         self._text_ready.join()
         parsed = parse_paragraph(paragraph)  # a paragraph that cannot be read fails before the video is read
         if not isinstance(video, EncodedVideo):
@@ -229,6 +234,12 @@ class Grounder:
             log.warning(
                 f"{unknown} of the paragraph's {count(len(words), 'word')} ({unknown / len(words):.0%}) are unknown "
                 "to the model, which reads English through GloVe: the spans mean little"
+            )
+        sentences, clips = len(parsed.sentences), self.trained.config.data.num_clips
+        if sentences > self.trained.config.data.max_sentences and clips < MIN_CLIPS_PER_SENTENCE * sentences:
+            log.warning(
+                f"{video.name}: {sentences} sentences over the model's {clips} clips ({clips / sentences:.1f} a "
+                "sentence) are too coarse to tell the events apart: the spans may be worse than an even split"
             )
         texts = list(parsed.texts)
         result = ground_paragraph(self.trained, video.features, video.duration, texts, video=video.name,

@@ -37,11 +37,21 @@ def _words_share(result: dict) -> list[float]:
     ]
 
 
-def test_a_long_paragraph_is_read_as_one_story_its_chunks_in_order_and_every_span_in_the_video(small_world, story):
+def test_a_long_paragraph_is_read_as_one_story_its_chunks_in_order_and_every_span_in_the_video(
+    small_world, story, caplog
+):
     folder, _ = small_world
     video, sentences = story
     grounder = Grounder.from_checkpoint(folder / "run" / "last.pt")
-    result = grounder.ground(video, sentences)
+    clips = grounder.trained.config.data.num_clips
+    assert clips < 4 * len(sentences)  # the world's model reads every video in fewer clips than four a sentence
+    with caplog.at_level("WARNING", logger="hscnet.grounder"):
+        result = grounder.ground(video, sentences)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"story: {len(sentences)} sentences over the model's {clips} clips ({clips / len(sentences):.1f} a sentence) "
+        "are too coarse to tell the events apart: the spans may be worse than an even split"
+    ]
+    caplog.clear()
     assert result["reading"] == "story" and len(result["chunks"]) == 2
     assert [i for chunk in result["chunks"] for i in chunk] == list(range(1, len(sentences) + 1))
     windows = result["chunk_windows"]
@@ -58,7 +68,9 @@ def test_a_long_paragraph_is_read_as_one_story_its_chunks_in_order_and_every_spa
         assert all(sentence["start"] <= w["start"] <= w["end"] <= sentence["end"] for w in sentence["words"])
     # The words move with their sentence into the blend and span as much of it as in a short paragraph (L_union
     # trains their hull to be the sentence); clipped to it instead, they piled up at one end.
-    short = grounder.ground(video, sentences[:8])  # within the trained length: read whole, as always
+    with caplog.at_level("WARNING", logger="hscnet.grounder"):
+        short = grounder.ground(video, sentences[:8])  # within the trained length: read whole, as always
+    assert not caplog.records  # a paragraph within the trained length is read as the model was trained
     assert min(_words_share(result)) > min(_words_share(short)) - 0.1
     assert result["paragraph"]["start"] <= min(s["start"] for s in result["sentences"])
 
