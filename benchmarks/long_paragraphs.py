@@ -1,7 +1,7 @@
 """Long paragraphs read as one story: each way of reading them beside the even split, on real paragraphs.
 
 Run: .venv/bin/python benchmarks/long_paragraphs.py [--checkpoint CKPT] [--train-paragraphs 1500] [--epochs 8]
-     [--max-sentences 8] [--chunk-length N]
+     [--max-sentences 8] [--chunk-length N] [--stories N]
 
 HSCNet reads at most 8 sentences at a time. The 93 ActivityNet Captions val_1 paragraphs of 9 to 25
 sentences are read whole (not cut into the test set's chunks), on proxy features of the real
@@ -36,6 +36,7 @@ import argparse
 import itertools
 import logging
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ from proxy import FILES, write_subset
 from proxy_store import write_proxy_store
 
 from hscnet import infer
-from hscnet.annotations import load_paragraphs
+from hscnet.annotations import Paragraph, load_paragraphs, write_jsonl
 from hscnet.checkpoint import load_model
 from hscnet.config import load_config
 from hscnet.data import chunks
@@ -199,16 +200,35 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def joined_stories(paragraphs: list[Paragraph], count: int, parts: int = 4) -> list[Paragraph]:
+    """`count` stories, each `parts` random paragraphs (seed 0) told one after another: their videos
+    joined in that order, their sentences and times shifted along. Their proxy features are drawn like
+    any video's, with one background for the whole story."""
+    rng = random.Random(0)
+    stories = []
+    for k in range(count):
+        chosen, offset, sentences, timestamps = rng.sample(paragraphs, parts), 0.0, [], []
+        for paragraph in chosen:
+            sentences += paragraph.sentences
+            timestamps += [(round(start + offset, 2), round(end + offset, 2)) for start, end in paragraph.timestamps]
+            offset += paragraph.duration
+        stories.append(Paragraph(f"story{count}_{k:04d}", round(offset, 2), sentences, timestamps))
+    return stories
+
+
 def train_proxy_model(args, shared: Path) -> Path:
     train_file, val_file, _, dim = FILES["activitynet"]
     sets = [load_paragraphs(shared / name) for name in (train_file, val_file, "activitynet/val_2_paragraphs.npy")]
     store = Path(args.store)
     write_proxy_store(sets, store, dim=dim, progress=False)
     run_dir = Path(args.run)
-    subsets = [
-        write_subset(sets[0], args.train_paragraphs, run_dir / "captions" / "train.jsonl"),
-        write_subset(sets[1], 500, run_dir / "captions" / "val.jsonl"),
-    ]
+    train_path = write_subset(sets[0], args.train_paragraphs, run_dir / "captions" / "train.jsonl")
+    if args.stories:
+        chosen = load_paragraphs(train_path)
+        stories = joined_stories(chosen, args.stories)
+        write_proxy_store([stories], store, dim=dim, progress=False)
+        train_path = write_jsonl(run_dir / "captions" / "train_and_stories.jsonl", chosen + stories)
+    subsets = [train_path, write_subset(sets[1], 500, run_dir / "captions" / "val.jsonl")]
     overrides = [f"data.features={store}", f"data.train={subsets[0]}", f"data.val={subsets[1]}", "data.test=",
                  f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}", "text.glove=",
                  f"run_dir={run_dir}", f"data.max_sentences={args.max_sentences}"]  # fmt: skip
@@ -225,6 +245,13 @@ def main() -> None:
     parser.add_argument("--run", default="/tmp/hscnet-long-paragraphs", help="where the model is trained")
     parser.add_argument("--train-paragraphs", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--stories",
+        type=int,
+        default=0,
+        help="train also on this many stories of 4 training paragraphs told one after another (needs "
+        "--max-sentences as long as they are, e.g. 16; read the model with --chunk-length 8)",
+    )
     parser.add_argument(
         "--max-sentences",
         type=int,
