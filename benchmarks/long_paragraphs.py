@@ -51,6 +51,7 @@ from hscnet.annotations import Paragraph, load_paragraphs, write_jsonl
 from hscnet.checkpoint import load_model
 from hscnet.config import load_config
 from hscnet.data import chunks
+from hscnet.extract.store import FeatureStore, ManifestRecord
 from hscnet.features import open_features
 from hscnet.metrics import grounding_metrics
 from hscnet.prior import prior_predictions
@@ -200,10 +201,9 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def joined_stories(paragraphs: list[Paragraph], count: int, parts: int = 4) -> list[Paragraph]:
-    """`count` stories, each `parts` random paragraphs (seed 0) told one after another: their videos
-    joined in that order, their sentences and times shifted along. Their proxy features are drawn like
-    any video's, with one background for the whole story."""
+def joined_stories(paragraphs: list[Paragraph], count: int, parts: int = 4) -> list[tuple[Paragraph, list[str]]]:
+    """`count` stories, each `parts` random paragraphs (seed 0) told one after another, with the videos
+    they join in that order: their sentences and times shifted along."""
     rng = random.Random(0)
     stories = []
     for k in range(count):
@@ -212,8 +212,21 @@ def joined_stories(paragraphs: list[Paragraph], count: int, parts: int = 4) -> l
             sentences += paragraph.sentences
             timestamps += [(round(start + offset, 2), round(end + offset, 2)) for start, end in paragraph.timestamps]
             offset += paragraph.duration
-        stories.append(Paragraph(f"story{count}_{k:04d}", round(offset, 2), sentences, timestamps))
+        story = Paragraph(f"story{count}_{k:04d}", round(offset, 2), sentences, timestamps)
+        stories.append((story, [paragraph.video for paragraph in chosen]))
     return stories
+
+
+def write_stories(store: FeatureStore, stories: list[tuple[Paragraph, list[str]]]) -> None:
+    """Each story's features: its videos' proxy features joined in order, each keeping its own background
+    (a cut between scenes), written into the store beside them."""
+    spec = store.spec()
+    for story, videos in stories:
+        if story.video not in store:
+            features = np.concatenate([store.read(video) for video in videos])
+            store.write(story.video, features)
+            store.append(ManifestRecord(video_id=story.video, source="proxy", status="ok", spec=spec,
+                                        duration=story.duration, clips=len(features)))  # fmt: skip
 
 
 def train_proxy_model(args, shared: Path) -> Path:
@@ -226,8 +239,8 @@ def train_proxy_model(args, shared: Path) -> Path:
     if args.stories:
         chosen = load_paragraphs(train_path)
         stories = joined_stories(chosen, args.stories)
-        write_proxy_store([stories], store, dim=dim, progress=False)
-        train_path = write_jsonl(run_dir / "captions" / "train_and_stories.jsonl", chosen + stories)
+        write_stories(FeatureStore(store), stories)
+        train_path = write_jsonl(run_dir / "captions" / "train_and_stories.jsonl", chosen + [s for s, _ in stories])
     subsets = [train_path, write_subset(sets[1], 500, run_dir / "captions" / "val.jsonl")]
     overrides = [f"data.features={store}", f"data.train={subsets[0]}", f"data.val={subsets[1]}", "data.test=",
                  f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}", "text.glove=",
