@@ -34,6 +34,12 @@ class DataConfig:
     max_sentences: int = 8  # sentences sampled from a training paragraph, in annotation order
     sample_sentences: bool = True  # train on 1..max_sentences of them (PRVG); false: all, in chunks of max_sentences
     crop_videos: bool = False  # train on a random window of whole clips around the sentences (not the paper's)
+    # Long paragraphs (not the paper's): each epoch also trains on this many stories, each story_paragraphs
+    # random training paragraphs told one after another, their videos joined in that order, with 1 to
+    # story_sentences of their sentences; the model still reads max_sentences at a time.
+    stories: int = 0
+    story_paragraphs: int = 4
+    story_sentences: int = 16
     max_words: int = 64  # words kept per sentence; longer sentences are truncated and counted
     missing_features: str = "error"  # "error", or "skip" paragraphs whose video has no features
     num_workers: int = -1  # loader processes; -1: 0 on CPU (in-process is faster there), 2 on CUDA

@@ -17,7 +17,7 @@ import torch
 from hscnet.annotations import Paragraph
 from hscnet.common.errors import InputError
 from hscnet.config import Config
-from hscnet.features import prepare_video
+from hscnet.features import l2_normalize, resample_clips
 from hscnet.text import Vocabulary, tokenize
 
 log = logging.getLogger(__name__)
@@ -125,13 +125,17 @@ class Reading:
     chunk_sentences: int | None = None  # evaluation: a longer paragraph is read in chunks of this many
     sample_sentences: bool = True  # training: False reads every sentence, in chunks of max_sentences
     crop_videos: bool = False  # training: a random window of whole clips around the sentences
+    stories: int = 0  # training: this many more samples an epoch, each a story of several paragraphs
+    story_paragraphs: int = 4  # the paragraphs a story joins
+    story_sentences: int = 16  # training: 1 to this many of a story's sentences a sample
     seed: int = 0
 
     @classmethod
     def for_training(cls, config: Config) -> Reading:
         data = config.data
         return cls(data.num_clips, data.feature_dim, data.max_words, max_sentences=data.max_sentences,
-                   sample_sentences=data.sample_sentences, crop_videos=data.crop_videos,
+                   sample_sentences=data.sample_sentences, crop_videos=data.crop_videos, stories=data.stories,
+                   story_paragraphs=data.story_paragraphs, story_sentences=data.story_sentences,
                    seed=config.train.seed)  # fmt: skip
 
     @classmethod
@@ -157,6 +161,13 @@ class GroundingDataset(torch.utils.data.Dataset):
     a random window of whole clips around its sentences (`crop_window`), the spans re-expressed in
     it, so that where an event lies in the video changes from epoch to epoch and only the video
     tells it (their effect on small data is in docs/results.md).
+
+    One more for long paragraphs: `stories=N` adds N samples an epoch after the paragraphs, each a
+    story of `story_paragraphs` training paragraphs drawn anew every epoch and told one after another
+    (`join_story`), with 1 to `story_sentences` of their sentences. The paper trains on paragraphs
+    of at most 8 sentences over one video; a user's long paragraph is read in chunks placed along a
+    video of many scenes, and a model that has seen such stories reads them better
+    (docs/results.md, "Long paragraphs read as one story").
     """
 
     def __init__(
@@ -219,6 +230,8 @@ class GroundingDataset(torch.utils.data.Dataset):
                 )
         if not self.items:
             raise InputError(f"{source}: no paragraph left with both features and words")
+        if reading.stories:
+            self._check_stories(source)
         summary = self.report.summary(max_words)
         if summary:
             log.info(f"{source}: {summary}")
@@ -233,29 +246,73 @@ class GroundingDataset(torch.utils.data.Dataset):
             )
         return features
 
+    def _check_stories(self, source: str) -> None:
+        reading = self.reading
+        if reading.max_sentences is None:
+            raise ValueError("stories are training samples: a Reading with stories needs max_sentences")
+        most = min(len(self.items), reading.num_clips)
+        if not 2 <= reading.story_paragraphs <= most:
+            raise InputError(
+                f"{source}: data.story_paragraphs is {reading.story_paragraphs}: a story joins 2 to {most} "
+                "paragraphs (the training paragraphs, at most data.num_clips)"
+            )
+        if reading.stories < 0 or reading.story_sentences < 1:
+            raise InputError(f"{source}: data.stories and data.story_sentences must be positive (0 stories: none)")
+
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) + self.reading.stories
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        item = self.items[index]
-        order = np.arange(len(item.texts))
         training = self.reading.max_sentences is not None
         rng = np.random.default_rng((self.reading.seed, epoch, index)) if training else None
+        if index >= len(self.items):
+            return self._story(index, rng)
+        item = self.items[index]
+        order = np.arange(len(item.texts))
         if training and self.reading.sample_sentences:
             # As the VPG peers train (PRVG): a count drawn from 1..min(max_sentences, Ns),
             # then that many sentences drawn without replacement, their indices sorted.
             count = int(rng.integers(1, min(self.reading.max_sentences, len(order)) + 1))
             order = np.sort(rng.choice(order, count, replace=False))
         video = self._check_dimension(item.video, self.store.read(item.video))  # [T, Dv]
+        return self._sample(item, order, l2_normalize(np.asarray(video, dtype=np.float32)), rng)
+
+    def _story(self, index: int, rng: np.random.Generator) -> dict:
+        """A story: `story_paragraphs` items drawn by `rng`, joined in the order drawn (`join_story`)."""
+        reading = self.reading
+        parts = [self.items[i] for i in rng.choice(len(self.items), reading.story_paragraphs, replace=False)]
+        videos = [self._check_dimension(part.video, self.store.read(part.video)) for part in parts]
+        video, seconds, duration = join_story(videos, [part.duration for part in parts], [part.spans for part in parts],
+                                              reading.num_clips)  # fmt: skip
+        story = _Item(
+            video=" + ".join(part.video for part in parts),
+            duration=duration,
+            texts=[text for part in parts for text in part.texts],
+            words=[words for part in parts for words in part.words],
+            word_ids=[ids for part in parts for ids in part.word_ids],
+            spans=seconds,
+        )
+        total = len(story.texts)
+        if reading.sample_sentences:
+            count = int(rng.integers(1, min(reading.story_sentences, total) + 1))
+            order = np.sort(rng.choice(total, count, replace=False))
+        else:  # every sentence of a consecutive run, as long as a sample may be
+            count = min(reading.story_sentences, total)
+            start = int(rng.integers(0, total - count + 1))
+            order = np.arange(start, start + count)
+        return self._sample(story, order, video, rng)
+
+    def _sample(self, item: _Item, order: np.ndarray, video: np.ndarray, rng: np.random.Generator | None) -> dict:
+        """The model's input for the sentences `order` of `item` over `video` ([T, Dv], L2-normalised clips)."""
         seconds, duration = item.spans[order], item.duration  # [Ns, 2]
-        if training and self.reading.crop_videos:
+        if rng is not None and self.reading.crop_videos:
             first, last = crop_window(len(video), duration, seconds, rng)
             clip = duration / len(video)
             video, seconds, duration = video[first:last], seconds - first * clip, (last - first) * clip
         spans = np.clip(seconds / duration, 0.0, 1.0)
         return {
-            "video": torch.from_numpy(prepare_video(video, self.reading.num_clips)),
+            "video": torch.from_numpy(resample_clips(video, self.reading.num_clips)),
             "word_ids": [item.word_ids[i] for i in order],
             "spans": torch.from_numpy(spans.astype(np.float32)),
             "duration": duration,
@@ -268,6 +325,25 @@ class GroundingDataset(torch.utils.data.Dataset):
                 "words": [item.words[i] for i in order],
             },
         }
+
+
+def join_story(videos: list[np.ndarray], durations: list[float], spans: list[np.ndarray], num_clips: int):
+    """Videos told one after another, as one video of `num_clips` clips: each part L2-normalised and
+    resampled to a share of the clips proportional to its duration (at least one), its spans moved and
+    scaled to the clips it got. Returns the clips [num_clips, Dv], the spans [sum Ns, 2] in seconds of
+    the story, and its duration. No clip mixes two videos, whatever their clip rates.
+    """
+    total, parts = float(sum(durations)), len(videos)
+    bounds = [0]  # part k holds clips bounds[k]:bounds[k + 1], the rounded ends of the durations so far
+    for k, end in enumerate(np.cumsum(durations) / total):
+        bounds.append(min(max(round(num_clips * end), bounds[-1] + 1), num_clips - (parts - 1 - k)))
+    clip = total / num_clips
+    clips, moved = [], []
+    for video, duration, part_spans, first, last in zip(videos, durations, spans, bounds[:-1], bounds[1:], strict=True):
+        clips.append(resample_clips(l2_normalize(np.asarray(video, dtype=np.float32)), last - first))
+        scale = (last - first) * clip / duration
+        moved.append(first * clip + np.clip(part_spans, 0.0, duration) * scale)  # [Ns, 2]
+    return np.concatenate(clips), np.concatenate(moved), total
 
 
 class EpochSampler(torch.utils.data.Sampler):

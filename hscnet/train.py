@@ -83,7 +83,8 @@ def learning_rate(config: Config, step: int, steps_per_epoch: int) -> float:
 
 def training_set(config: Config, paragraphs, store, vocab: Vocabulary, words) -> GroundingDataset:
     """The training paragraphs as bin/train samples them (1 to max_sentences, in annotation order,
-    or every sentence; their videos whole or cropped: `data.sample_sentences`, `data.crop_videos`)."""
+    or every sentence; their videos whole or cropped; with stories of several paragraphs or without:
+    `data.sample_sentences`, `data.crop_videos`, `data.stories`)."""
     return GroundingDataset(
         paragraphs,
         store,
@@ -241,8 +242,10 @@ class TrainingRun:
         self.steps_per_epoch = math.ceil(len(data.train_set) / config.train.batch_size)
         self.last_saved: float | None = None  # time.monotonic() of this process's last write of last.pt
         val_count = len(data.val_set) if data.val_set else 0
+        stories = config.data.stories
         log.info(
-            f"training on {len(data.train_set)} paragraphs ({self.steps_per_epoch} steps an epoch), validating on "
+            f"training on {len(data.train_set) - stories} paragraphs{f' and {stories} stories' if stories else ''} "
+            f"({self.steps_per_epoch} steps an epoch), validating on "
             f"{val_count}; {sum(p.numel() for p in self.trainable) / 1e6:.2f}M trainable parameters, "
             f"device {device}{', bf16 autocast' if self.dtype else ''}; run folder {self.run_dir}"
         )

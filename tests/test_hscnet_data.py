@@ -210,3 +210,71 @@ def test_a_crop_window_holds_the_spans_at_the_video_edges():
         first, last = crop_window(total, duration, spans, rng)
         assert 0 <= first < last <= total
         assert first * 2.0 <= start and last * 2.0 >= min(spans[0, 1], duration) - 1e-9
+
+
+def test_stories_join_paragraphs_one_after_another_on_one_clip_grid(shared_data, tmp_path):
+    paragraphs, _ = read_annotations(shared_data / "activitynet" / "train.json")
+    chosen = paragraphs[:12]
+    clips = {p.video: 15 + 7 * i for i, p in enumerate(chosen)}  # clip rates differ from video to video
+    store = write_feature_store(tmp_path / "store", clips, dim=16)
+    words = tokenize_paragraphs(chosen)
+    vocab = Vocabulary.build(s for p in words for s in p)
+    reading = Reading(64, 16, 64, max_sentences=8, stories=5, story_paragraphs=3, story_sentences=16, seed=2)
+    dataset = GroundingDataset(chosen, store, vocab, reading, words=words)
+    assert len(dataset) == len(chosen) + 5
+    by_video = {p.video: p for p in chosen}
+    longest = 0
+    for index in range(len(chosen), len(dataset)):
+        drawn = []
+        for epoch in range(3):
+            item = dataset[(index, epoch)]
+            meta = item["meta"]
+            parts = [by_video[video] for video in meta["video"].split(" + ")]
+            drawn.append(meta["video"])
+            assert len(set(meta["video"].split(" + "))) == 3
+            duration = sum(p.duration for p in parts)
+            assert meta["duration"] == pytest.approx(duration) and item["video"].shape == (64, 16)
+            # Each part is its own video's clips, resampled to a run of the story's 64 clips as long as
+            # its share of the duration (within a clip): found by trying every length.
+            clip = duration / 64
+            sentences = [s for p in parts for s in p.sentences]
+            bounds = [0]
+            for p in parts:
+                first = bounds[-1]
+                fits = [
+                    n
+                    for n in range(1, 65 - first)
+                    if first + n <= 64
+                    and np.allclose(
+                        item["video"][first : first + n].numpy(), prepare_video(store.read(p.video), n), atol=1e-6
+                    )
+                ]
+                assert len(fits) == 1 and abs(fits[0] - p.duration / clip) <= 1
+                bounds.append(first + fits[0])
+            assert bounds[-1] == 64
+            assert 1 <= len(meta["texts"]) <= 16 and meta["sentence_index"] == sorted(meta["sentence_index"])
+            longest = max(longest, len(meta["texts"]))
+            for i, text, (start, end) in zip(meta["sentence_index"], meta["texts"], meta["timestamps"], strict=True):
+                assert text == sentences[i]
+                k = next(k for k in range(3) if i < sum(len(p.sentences) for p in parts[: k + 1]))
+                own_start, own_end = parts[k].timestamps[i - sum(len(p.sentences) for p in parts[:k])]
+                scale = (bounds[k + 1] - bounds[k]) * clip / parts[k].duration
+                assert start == pytest.approx(bounds[k] * clip + max(own_start, 0) * scale)
+                assert end == pytest.approx(bounds[k] * clip + min(own_end, parts[k].duration) * scale)
+                assert bounds[k] * clip - 1e-6 <= start <= end <= bounds[k + 1] * clip + 1e-6  # inside its part
+            assert item["spans"].min() >= 0 and item["spans"].max() <= 1
+            assert dataset[(index, epoch)]["meta"] == meta  # the same story when a run resumes
+        assert len(set(drawn)) > 1  # drawn anew every epoch
+    assert longest > 8  # stories teach more sentences than a paragraph sample holds
+
+
+def test_stories_need_at_least_two_paragraphs(shared_data, tmp_path):
+    paragraphs, _ = read_annotations(shared_data / "activitynet" / "train.json")
+    chosen = paragraphs[:3]
+    store = write_feature_store(tmp_path / "store", {p.video: 20 for p in chosen}, dim=16)
+    words = tokenize_paragraphs(chosen)
+    vocab = Vocabulary.build(s for p in words for s in p)
+    for parts in (1, 4):
+        reading = Reading(32, 16, 64, max_sentences=8, stories=2, story_paragraphs=parts)
+        with pytest.raises(InputError, match=f"train.jsonl: data.story_paragraphs is {parts}: a story joins 2 to 3"):
+            GroundingDataset(chosen, store, vocab, reading, words=words, source="train.jsonl")

@@ -106,6 +106,24 @@ def test_unknown_key_and_missing_file_are_one_line_errors(proxy_data, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_run_with_stories_trains_on_them_and_keeps_them_in_its_checkpoint(proxy_data, tmp_path):
+    extra = ("train.epochs=1", "data.stories=24", "data.story_paragraphs=3", "data.story_sentences=12")
+    config = load_config(SMOKE, overrides(proxy_data, tmp_path / "run", *extra))
+    seen = []
+    state = train(config, on_step=lambda s: seen.append(s.global_step) and False, progress=False)
+    assert state.global_step == (96 + 24) // 8 == len(seen)  # the stories are samples of every epoch
+    best = ckpt.load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["config"]["data"]["stories"] == 24 and best["config"]["data"]["story_sentences"] == 12
+    bad = overrides(proxy_data, tmp_path / "bad", "data.story_paragraphs=1", "data.stories=8")
+    result = command("train", "--config", str(SMOKE), *bad)
+    assert result.returncode == 2 and result.stderr.count("error:") == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {proxy_data['train']}: data.story_paragraphs is 1: a story joins 2 to 16 paragraphs "
+        "(the training paragraphs, at most data.num_clips)"
+    )
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_nan_loss_stops_the_run_with_the_step(proxy_data, tmp_path):
     paragraphs, _ = read_annotations(proxy_data["train"])
     store = write_feature_store(tmp_path / "nan", {p.video: 8 for p in paragraphs}, dim=500)
