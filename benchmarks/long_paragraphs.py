@@ -36,7 +36,6 @@ import argparse
 import itertools
 import logging
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -47,11 +46,10 @@ from proxy import FILES, write_subset
 from proxy_store import write_proxy_store
 
 from hscnet import infer
-from hscnet.annotations import Paragraph, load_paragraphs, write_jsonl
+from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_model
 from hscnet.config import load_config
 from hscnet.data import chunks
-from hscnet.extract.store import FeatureStore, ManifestRecord
 from hscnet.features import open_features
 from hscnet.metrics import grounding_metrics
 from hscnet.prior import prior_predictions
@@ -201,34 +199,6 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def joined_stories(paragraphs: list[Paragraph], count: int, parts: int = 4) -> list[tuple[Paragraph, list[str]]]:
-    """`count` stories, each `parts` random paragraphs (seed 0) told one after another, with the videos
-    they join in that order: their sentences and times shifted along."""
-    rng = random.Random(0)
-    stories = []
-    for k in range(count):
-        chosen, offset, sentences, timestamps = rng.sample(paragraphs, parts), 0.0, [], []
-        for paragraph in chosen:
-            sentences += paragraph.sentences
-            timestamps += [(round(start + offset, 2), round(end + offset, 2)) for start, end in paragraph.timestamps]
-            offset += paragraph.duration
-        story = Paragraph(f"story{count}_{k:04d}", round(offset, 2), sentences, timestamps)
-        stories.append((story, [paragraph.video for paragraph in chosen]))
-    return stories
-
-
-def write_stories(store: FeatureStore, stories: list[tuple[Paragraph, list[str]]]) -> None:
-    """Each story's features: its videos' proxy features joined in order, each keeping its own background
-    (a cut between scenes), written into the store beside them."""
-    spec = store.spec()
-    for story, videos in stories:
-        if story.video not in store:
-            features = np.concatenate([store.read(video) for video in videos])
-            store.write(story.video, features)
-            store.append(ManifestRecord(video_id=story.video, source="proxy", status="ok", spec=spec,
-                                        duration=story.duration, clips=len(features)))  # fmt: skip
-
-
 def train_proxy_model(args, shared: Path) -> Path:
     train_file, val_file, _, dim = FILES["activitynet"]
     sets = [load_paragraphs(shared / name) for name in (train_file, val_file, "activitynet/val_2_paragraphs.npy")]
@@ -236,15 +206,11 @@ def train_proxy_model(args, shared: Path) -> Path:
     write_proxy_store(sets, store, dim=dim, progress=False)
     run_dir = Path(args.run)
     train_path = write_subset(sets[0], args.train_paragraphs, run_dir / "captions" / "train.jsonl")
-    if args.stories:
-        chosen = load_paragraphs(train_path)
-        stories = joined_stories(chosen, args.stories)
-        write_stories(FeatureStore(store), stories)
-        train_path = write_jsonl(run_dir / "captions" / "train_and_stories.jsonl", chosen + [s for s, _ in stories])
     subsets = [train_path, write_subset(sets[1], 500, run_dir / "captions" / "val.jsonl")]
     overrides = [f"data.features={store}", f"data.train={subsets[0]}", f"data.val={subsets[1]}", "data.test=",
                  f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}", "text.glove=",
-                 f"run_dir={run_dir}", f"data.max_sentences={args.max_sentences}"]  # fmt: skip
+                 f"run_dir={run_dir}", f"data.max_sentences={args.max_sentences}",
+                 f"data.stories={args.stories}"]  # fmt: skip
     config = load_config(REPO / "configs" / "own-small.yaml", overrides)
     if not (run_dir / "best.pt").is_file():
         train(config, progress=sys.stderr.isatty())
@@ -262,8 +228,8 @@ def main() -> None:
         "--stories",
         type=int,
         default=0,
-        help="train also on this many stories of 4 training paragraphs told one after another (needs "
-        "--max-sentences as long as they are, e.g. 16; read the model with --chunk-length 8)",
+        help="train also on this many stories an epoch, each 4 training paragraphs told one after another "
+        "(data.stories; 1 to 16 of their sentences a sample)",
     )
     parser.add_argument(
         "--max-sentences",
