@@ -125,14 +125,15 @@ def sliding_windows(trained, features, sentences: list[str], margin: float = 0.1
 def story(trained, features, sentences, margin: float, windows=None) -> np.ndarray:
     """Fractions of the video of the chunks read in their windows alone (the library's story reading
     without the whole reading and the partition), with another margin or window rule."""
-    saved = infer.STORY_MARGIN, infer.story_windows, infer.STORY_SHARE, infer.PARTITION_SHARE
-    infer.STORY_MARGIN, infer.STORY_SHARE, infer.PARTITION_SHARE = margin, 1.0, 0.0
+    saved = infer.STORY_MARGIN, infer.story_windows, infer.blend_shares
+    infer.STORY_MARGIN = margin
+    infer.blend_shares = lambda config: infer.BlendShares(story=1.0, partition=0.0)
     if windows is not None:
         infer.story_windows = windows
     try:
         return spans_of(infer.ground_paragraph(trained, features, 1.0, sentences, reading="story"))
     finally:
-        infer.STORY_MARGIN, infer.story_windows, infer.STORY_SHARE, infer.PARTITION_SHARE = saved
+        infer.STORY_MARGIN, infer.story_windows, infer.blend_shares = saved
 
 
 def whole(trained, features, sentences) -> np.ndarray:
@@ -150,7 +151,7 @@ def partition(trained, features, sentences) -> np.ndarray:
 
 
 def held_out_shares(trained, store, paragraphs, length: int) -> None:
-    """The grid that chose `infer.STORY_SHARE` and `infer.PARTITION_SHARE`: long training paragraphs the model
+    """The grid that chose `infer.blend_shares`: long training paragraphs the model
     was not trained on, read in chunks (story, the library's margin), whole and as the ordered partition,
     blended as the library does."""
     used = {p.video for p in load_paragraphs(trained.config.data.train)}
@@ -179,12 +180,13 @@ def held_out_shares(trained, store, paragraphs, length: int) -> None:
         for partition_share in (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
     }  # fmt: skip
     (story_share, partition_share), best = max(scores.items(), key=lambda item: item[1])
+    shares = infer.blend_shares(trained.config)
     floor = grounding_metrics(even, truth, THRESHOLDS)["mIoU"]
     print(f"held out: {len(held)} long training paragraphs ({len(truth)} sentences) the model never saw; "
           f"even split {100 * floor:.2f}, story and whole (0.5 each) {100 * scores[(0.5, 0.0)]:.2f}, "
           f"best blend story share {story_share:g}, partition share {partition_share:g}: mIoU {100 * best:.2f}; "
-          f"the library's {infer.STORY_SHARE:g} and {infer.PARTITION_SHARE:g}: "
-          f"{100 * scores.get((infer.STORY_SHARE, infer.PARTITION_SHARE), float('nan')):.2f}")  # fmt: skip
+          f"the library's {shares.story:g} and {shares.partition:g}: "
+          f"{100 * scores.get((shares.story, shares.partition), float('nan')):.2f}")  # fmt: skip
 
 
 def spans_of(result: dict) -> np.ndarray:

@@ -21,8 +21,8 @@ readings are averaged:
   only its training had);
 - the ordered partition: the video cut into consecutive parts, one per sentence in the paragraph's
   order, where the whole reading's sentence-to-clip similarities A^VS (Eq. 5) are highest.
-docs/results.md has the measurements that chose this rule and its shares (`STORY_SHARE`,
-`PARTITION_SHARE`), on held-out training paragraphs.
+docs/results.md has the measurements that chose this rule and its shares (`blend_shares`), on held-out
+training paragraphs.
 """
 
 from __future__ import annotations
@@ -37,17 +37,33 @@ import torch
 from hscnet.checkpoint import TrainedModel
 from hscnet.common.devices import autocast_dtype
 from hscnet.common.errors import InputError
+from hscnet.config import Config
 from hscnet.data import chunks, collate
 from hscnet.features import prepare_video
 from hscnet.text import ParsedParagraph, parse_paragraph
 
 READINGS = ("story", "chunks")  # how a paragraph longer than the trained length is read
 STORY_MARGIN = 0.1  # a chunk's window reaches this share of the video beyond its placed span, on each side
-# A long paragraph's sentence spans: PARTITION_SHARE of the ordered partition's, the rest the model's spans
-# (STORY_SHARE of them the chunks read in their windows, the rest the paragraph read whole): the best of a grid on
-# the default proxy model's 229 held-out long training paragraphs, and good for a stronger model too (docs/results.md).
-STORY_SHARE = 0.5
-PARTITION_SHARE = 0.4
+
+
+class BlendShares(NamedTuple):
+    """A long paragraph's sentence spans: `partition` of them the ordered partition's, the rest the model's
+    spans, `story` of which the chunks read in their windows and the rest the paragraph read whole."""
+
+    story: float
+    partition: float
+
+
+# The best of a grid on 229 held-out long training paragraphs (docs/results.md): for the default proxy
+# model, and for models trained on stories as well (data.stories), whose A^VS over a whole long paragraph
+# is good enough to lean on the partition (the best for both story-trained models measured).
+SHARES = BlendShares(story=0.5, partition=0.4)
+SHARES_AFTER_STORIES = BlendShares(story=0.25, partition=0.8)
+
+
+def blend_shares(config: Config) -> BlendShares:
+    """The shares a model made with `config` reads long paragraphs with."""
+    return SHARES_AFTER_STORIES if config.data.stories else SHARES
 
 
 class Reading(NamedTuple):
@@ -150,8 +166,9 @@ def _blend_readings(reader: _Reader, parsed: ParsedParagraph, sentences: list[di
     their places within the sentence: clipped to the new span instead, they would pile up at one end."""
     whole = reader.spans([reader.trained.vocab.encode(words) for words in parsed.sentences])
     chunked = np.array([[s["start"], s["end"]] for s in sentences]) / duration  # [Ns, 2]
-    model = STORY_SHARE * chunked + (1 - STORY_SHARE) * np.sort(np.clip(whole.final, 0.0, 1.0), axis=1)  # [Ns, 2]
-    blended = PARTITION_SHARE * ordered_partition(whole.alignment) + (1 - PARTITION_SHARE) * model  # [Ns, 2]
+    shares = blend_shares(reader.trained.config)
+    model = shares.story * chunked + (1 - shares.story) * np.sort(np.clip(whole.final, 0.0, 1.0), axis=1)  # [Ns, 2]
+    blended = shares.partition * ordered_partition(whole.alignment) + (1 - shares.partition) * model  # [Ns, 2]
     for sentence, span in zip(sentences, blended, strict=True):
         start, end = _seconds(span, duration)
         old_start, old_length = sentence["start"], sentence["end"] - sentence["start"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import torch
 
+from hscnet.checkpoint import load_model
 from hscnet.extract.store import FeatureStore
 from hscnet.grounder import EncodedVideo, Grounder
-from hscnet.infer import ordered_partition
+from hscnet.infer import _Reader, ground_paragraph, ordered_partition
+from hscnet.text import tokenize
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +96,24 @@ def test_the_ordered_partition_gives_each_sentence_in_order_the_clips_it_matches
 
     more_sentences_than_clips = ordered_partition(np.zeros((12, 10)))
     assert np.allclose(more_sentences_than_clips[:, 1] - more_sentences_than_clips[:, 0], 1 / 12)
+
+
+def test_a_model_trained_on_stories_leans_on_the_ordered_partition(small_world, story):
+    folder, _ = small_world
+    video, sentences = story
+    trained = load_model(folder / "run" / "last.pt", torch.device("cpu"))
+    assert trained.config.data.stories == 0
+    plain = ground_paragraph(trained, video.features, video.duration, sentences)
+    story_trained = dataclasses.replace(trained.config, data=dataclasses.replace(trained.config.data, stories=500))
+    leaning = ground_paragraph(dataclasses.replace(trained, config=story_trained), video.features, video.duration,
+                               sentences)  # fmt: skip
+    # The partition of the video by the whole reading's A^VS, in seconds: the story-trained model's spans lie nearer.
+    reader = _Reader(trained, video.features, torch.device("cpu"))
+    whole = reader.spans([trained.vocab.encode(tokenize(s)) for s in sentences])
+    partition = ordered_partition(whole.alignment) * video.duration  # [Ns, 2]
+
+    def distance(result):
+        return np.abs(np.array([[s["start"], s["end"]] for s in result["sentences"]]) - partition).mean()
+
+    assert distance(leaning) < 0.6 * distance(plain)
+    assert leaning["reading"] == plain["reading"] == "story" and leaning["chunks"] == plain["chunks"]
