@@ -1,7 +1,7 @@
 """Long paragraphs read as one story: each way of reading them beside the even split, on real paragraphs.
 
 Run: .venv/bin/python benchmarks/long_paragraphs.py [--checkpoint CKPT] [--train-paragraphs 1500] [--epochs 8]
-     [--max-sentences 8] [--chunk-length N] [--stories N]
+     [--max-sentences 8] [--chunk-length N] [--stories N] [--seed 0]
 
 HSCNet reads at most 8 sentences at a time. The 93 ActivityNet Captions val_1 paragraphs of 9 to 25
 sentences are read whole (not cut into the test set's chunks), on proxy features of the real
@@ -212,7 +212,7 @@ def train_proxy_model(args, shared: Path) -> Path:
     overrides = [f"data.features={store}", f"data.train={subsets[0]}", f"data.val={subsets[1]}", "data.test=",
                  f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}", "text.glove=",
                  f"run_dir={run_dir}", f"data.max_sentences={args.max_sentences}",
-                 f"data.stories={args.stories}"]  # fmt: skip
+                 f"data.stories={args.stories}", f"train.seed={args.seed}"]  # fmt: skip
     config = load_config(REPO / "configs" / "own-small.yaml", overrides)
     if not (run_dir / "best.pt").is_file():
         train(config, progress=sys.stderr.isatty())
@@ -226,6 +226,7 @@ def main() -> None:
     parser.add_argument("--run", default="/tmp/hscnet-long-paragraphs", help="where the model is trained")
     parser.add_argument("--train-paragraphs", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="the training run's seed (train.seed)")
     parser.add_argument(
         "--stories",
         type=int,
