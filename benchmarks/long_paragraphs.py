@@ -216,6 +216,10 @@ def train_proxy_model(args, shared: Path) -> Path:
     config = load_config(REPO / "configs" / "own-small.yaml", overrides)
     if not (run_dir / "best.pt").is_file():
         train(config, progress=sys.stderr.isatty())
+    elif (saved := load_config(run_dir / "config.yaml")) != config:  # a model trained by other flags
+        differ = [f"{section}.{key}" for section, values in config.to_dict().items() if isinstance(values, dict)
+                  for key, value in values.items() if saved.to_dict()[section][key] != value]  # fmt: skip
+        sys.exit(f"{run_dir} holds a model trained otherwise ({', '.join(differ)}): name another --run")
     return run_dir / "best.pt"
 
 
