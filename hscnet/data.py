@@ -9,7 +9,7 @@ import itertools
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 import torch
@@ -115,12 +115,13 @@ def crop_window(total: int, duration: float, spans: np.ndarray, rng: np.random.G
 
 
 @dataclass(frozen=True)
-class Reading:
-    """How a dataset reads paragraphs into model inputs: their size, and how training samples them."""
+class SampleSpec:
+    """What a dataset's samples hold (their size) and, in training, how they are drawn from the paragraphs."""
 
     num_clips: int  # Nv: every video is resampled to this many clips
     feature_dim: int  # Dv: the clip features' size, checked against the store
     max_words: int  # a sentence's words past this many are cut
+    _: KW_ONLY
     max_sentences: int | None = None  # training: 1 to this many sentences a sample; None: evaluation
     chunk_sentences: int | None = None  # evaluation: a longer paragraph is read in chunks of this many
     sample_sentences: bool = True  # training: False reads every sentence, in chunks of max_sentences
@@ -131,7 +132,7 @@ class Reading:
     seed: int = 0
 
     @classmethod
-    def for_training(cls, config: Config) -> Reading:
+    def for_training(cls, config: Config) -> SampleSpec:
         data = config.data
         return cls(data.num_clips, data.feature_dim, data.max_words, max_sentences=data.max_sentences,
                    sample_sentences=data.sample_sentences, crop_videos=data.crop_videos, stories=data.stories,
@@ -139,7 +140,7 @@ class Reading:
                    seed=config.train.seed)  # fmt: skip
 
     @classmethod
-    def for_evaluation(cls, config: Config) -> Reading:
+    def for_evaluation(cls, config: Config) -> SampleSpec:
         data = config.data
         return cls(data.num_clips, data.feature_dim, data.max_words, chunk_sentences=data.max_sentences)
 
@@ -175,17 +176,17 @@ class GroundingDataset(torch.utils.data.Dataset):
         paragraphs: Sequence[Paragraph],
         store,
         vocab: Vocabulary,
-        reading: Reading,
+        spec: SampleSpec,
         *,
         words: list[list[list[str]]] | None = None,
         missing_features: str = "error",
         source: str = "annotations",
     ):
         self.store = store  # a FeatureStore or released HDF5Features: where each video's clips are read
-        self.reading = reading
-        max_words, chunk_sentences = reading.max_words, reading.chunk_sentences
-        if reading.max_sentences is not None and not reading.sample_sentences:
-            chunk_sentences = reading.max_sentences  # every sentence, in the chunks evaluation reads
+        self.spec = spec
+        max_words, chunk_sentences = spec.max_words, spec.chunk_sentences
+        if spec.max_sentences is not None and not spec.sample_sentences:
+            chunk_sentences = spec.max_sentences  # every sentence, in the chunks evaluation reads
         self.report = DatasetReport()
         words = words if words is not None else tokenize_paragraphs(paragraphs)
 
@@ -230,7 +231,7 @@ class GroundingDataset(torch.utils.data.Dataset):
                 )
         if not self.items:
             raise InputError(f"{source}: no paragraph left with both features and words")
-        if reading.stories:
+        if spec.stories:
             self._check_stories(source)
         summary = self.report.summary(max_words)
         if summary:
@@ -239,52 +240,52 @@ class GroundingDataset(torch.utils.data.Dataset):
 
     def _check_dimension(self, video: str, features: np.ndarray | None = None) -> np.ndarray:
         features = self.store.read(video) if features is None else features
-        if features.ndim != 2 or features.shape[1] != self.reading.feature_dim or features.shape[0] == 0:
+        if features.ndim != 2 or features.shape[1] != self.spec.feature_dim or features.shape[0] == 0:
             raise InputError(
                 f"{self.store.where(video)}: features of shape {tuple(features.shape)}, "
-                f"expected [clips, {self.reading.feature_dim}] (data.feature_dim)"
+                f"expected [clips, {self.spec.feature_dim}] (data.feature_dim)"
             )
         return features
 
     def _check_stories(self, source: str) -> None:
-        reading = self.reading
-        if reading.max_sentences is None:
-            raise ValueError("stories are training samples: a Reading with stories needs max_sentences")
-        most = min(len(self.items), reading.num_clips)
-        if not 2 <= reading.story_paragraphs <= most:
+        spec = self.spec
+        if spec.max_sentences is None:
+            raise ValueError("stories are training samples: a SampleSpec with stories needs max_sentences")
+        most = min(len(self.items), spec.num_clips)
+        if not 2 <= spec.story_paragraphs <= most:
             raise InputError(
-                f"{source}: data.story_paragraphs is {reading.story_paragraphs}: a story joins 2 to {most} "
+                f"{source}: data.story_paragraphs is {spec.story_paragraphs}: a story joins 2 to {most} "
                 "paragraphs (the training paragraphs, at most data.num_clips)"
             )
-        if reading.stories < 0 or reading.story_sentences < 1:
+        if spec.stories < 0 or spec.story_sentences < 1:
             raise InputError(f"{source}: data.stories and data.story_sentences must be positive (0 stories: none)")
 
     def __len__(self) -> int:
-        return len(self.items) + self.reading.stories
+        return len(self.items) + self.spec.stories
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        training = self.reading.max_sentences is not None
-        rng = np.random.default_rng((self.reading.seed, epoch, index)) if training else None
+        training = self.spec.max_sentences is not None
+        rng = np.random.default_rng((self.spec.seed, epoch, index)) if training else None
         if index >= len(self.items):
             return self._story(index, rng)
         item = self.items[index]
         order = np.arange(len(item.texts))
-        if training and self.reading.sample_sentences:
+        if training and self.spec.sample_sentences:
             # As the VPG peers train (PRVG): a count drawn from 1..min(max_sentences, Ns),
             # then that many sentences drawn without replacement, their indices sorted.
-            count = int(rng.integers(1, min(self.reading.max_sentences, len(order)) + 1))
+            count = int(rng.integers(1, min(self.spec.max_sentences, len(order)) + 1))
             order = np.sort(rng.choice(order, count, replace=False))
         video = self._check_dimension(item.video, self.store.read(item.video))  # [T, Dv]
         return self._sample(item, order, l2_normalize(np.asarray(video, dtype=np.float32)), rng)
 
     def _story(self, index: int, rng: np.random.Generator) -> dict:
         """A story: `story_paragraphs` items drawn by `rng`, joined in the order drawn (`join_story`)."""
-        reading = self.reading
-        parts = [self.items[i] for i in rng.choice(len(self.items), reading.story_paragraphs, replace=False)]
+        spec = self.spec
+        parts = [self.items[i] for i in rng.choice(len(self.items), spec.story_paragraphs, replace=False)]
         videos = [self._check_dimension(part.video, self.store.read(part.video)) for part in parts]
         video, seconds, duration = join_story(videos, [part.duration for part in parts], [part.spans for part in parts],
-                                              reading.num_clips)  # fmt: skip
+                                              spec.num_clips)  # fmt: skip
         story = _Item(
             video=" + ".join(part.video for part in parts),
             duration=duration,
@@ -294,11 +295,11 @@ class GroundingDataset(torch.utils.data.Dataset):
             spans=seconds,
         )
         total = len(story.texts)
-        if reading.sample_sentences:
-            count = int(rng.integers(1, min(reading.story_sentences, total) + 1))
+        if spec.sample_sentences:
+            count = int(rng.integers(1, min(spec.story_sentences, total) + 1))
             order = np.sort(rng.choice(total, count, replace=False))
         else:  # every sentence of a consecutive run, as long as a sample may be
-            count = min(reading.story_sentences, total)
+            count = min(spec.story_sentences, total)
             start = int(rng.integers(0, total - count + 1))
             order = np.arange(start, start + count)
         return self._sample(story, order, video, rng)
@@ -306,13 +307,13 @@ class GroundingDataset(torch.utils.data.Dataset):
     def _sample(self, item: _Item, order: np.ndarray, video: np.ndarray, rng: np.random.Generator | None) -> dict:
         """The model's input for the sentences `order` of `item` over `video` ([T, Dv], L2-normalised clips)."""
         seconds, duration = item.spans[order], item.duration  # [Ns, 2]
-        if rng is not None and self.reading.crop_videos:
+        if rng is not None and self.spec.crop_videos:
             first, last = crop_window(len(video), duration, seconds, rng)
             clip = duration / len(video)
             video, seconds, duration = video[first:last], seconds - first * clip, (last - first) * clip
         spans = np.clip(seconds / duration, 0.0, 1.0)
         return {
-            "video": torch.from_numpy(resample_clips(video, self.reading.num_clips)),
+            "video": torch.from_numpy(resample_clips(video, self.spec.num_clips)),
             "word_ids": [item.word_ids[i] for i in order],
             "spans": torch.from_numpy(spans.astype(np.float32)),
             "duration": duration,

@@ -23,7 +23,7 @@ from hscnet.common import atomic
 from hscnet.common.devices import autocast_dtype, resolve_device
 from hscnet.common.errors import InputError
 from hscnet.common.wording import count
-from hscnet.data import GroundingDataset, Reading, make_loader
+from hscnet.data import GroundingDataset, SampleSpec, make_loader
 from hscnet.extract.store import FeatureStore, video_id_for
 from hscnet.extract.video import list_videos
 from hscnet.features import open_features
@@ -220,7 +220,7 @@ def evaluate_checkpoint(
         paragraphs,
         store,
         trained.vocab,
-        Reading.for_evaluation(config),
+        SampleSpec.for_evaluation(config),
         missing_features=config.data.missing_features,
         source=str(annotation_path),
     )

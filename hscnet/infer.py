@@ -66,7 +66,7 @@ def blend_shares(config: Config) -> BlendShares:
     return SHARES_AFTER_STORIES if config.data.stories else SHARES
 
 
-class Reading(NamedTuple):
+class WindowOutput(NamedTuple):
     """One forward pass over sentences in a window, in fractions of the whole video."""
 
     final: np.ndarray  # T^ [Ns, 2]
@@ -88,7 +88,7 @@ class _Reader:
         self.dtype = autocast_dtype(trained.config.train.precision, device)
 
     @torch.no_grad()
-    def spans(self, word_ids: list[list[int]], window: tuple[float, float] = (0.0, 1.0)) -> Reading:
+    def spans(self, word_ids: list[list[int]], window: tuple[float, float] = (0.0, 1.0)) -> WindowOutput:
         """Sentences (lists of word ids) grounded in `window` (fractions of the video)."""
         rows = len(self.features)
         first = min(int(np.floor(window[0] * rows)), rows - 1)
@@ -111,7 +111,7 @@ class _Reader:
         words = back(output.word[0]) if output.word is not None else None  # [Ns, M, 2]
         paragraph = back(output.paragraph[0]) if output.paragraph is not None else None  # [2]
         alignment = output.align_sentence[0].float().cpu().numpy()  # [Ns, Nv]
-        return Reading(back(output.final[0]), words, paragraph, alignment)
+        return WindowOutput(back(output.final[0]), words, paragraph, alignment)
 
 
 def story_windows(reader: _Reader, parsed: ParsedParagraph, parts: list[range]) -> list[tuple[float, float]]:

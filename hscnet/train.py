@@ -35,7 +35,7 @@ from hscnet.common.devices import autocast_dtype, resolve_device
 from hscnet.common.errors import InputError, PipelineError
 from hscnet.common.memory import keep_freed_memory
 from hscnet.config import Config, config_from_dict, load_config, save_config
-from hscnet.data import EpochSampler, GroundingDataset, Reading, make_loader, tokenize_paragraphs
+from hscnet.data import EpochSampler, GroundingDataset, SampleSpec, make_loader, tokenize_paragraphs
 from hscnet.evaluate import predict, score
 from hscnet.extract.spec import FeatureSpec
 from hscnet.features import open_features
@@ -89,7 +89,7 @@ def training_set(config: Config, paragraphs, store, vocab: Vocabulary, words) ->
         paragraphs,
         store,
         vocab,
-        Reading.for_training(config),
+        SampleSpec.for_training(config),
         words=words,
         missing_features=config.data.missing_features,
         source=str(config.data.train),
@@ -152,7 +152,7 @@ def load_training_data(config: Config, checkpoint: dict | None) -> TrainingData:
             val_paragraphs,
             store,
             vocab,
-            Reading.for_evaluation(config),
+            SampleSpec.for_evaluation(config),
             missing_features=data.missing_features,
             source=str(data.val),
         )

@@ -13,7 +13,7 @@ from hscnet.config import load_config
 from hscnet.data import (
     EpochSampler,
     GroundingDataset,
-    Reading,
+    SampleSpec,
     chunks,
     collate,
     crop_window,
@@ -36,7 +36,7 @@ def val2_sample(shared_data, tmp_path):
 
 def test_batches_have_the_shapes_and_masks_the_model_needs(val2_sample):
     paragraphs, store, vocab, words = val2_sample
-    dataset = GroundingDataset(paragraphs, store, vocab, Reading(256, 500, 64), words=words)
+    dataset = GroundingDataset(paragraphs, store, vocab, SampleSpec(256, 500, 64), words=words)
     items = [dataset[i] for i in range(8)]
     batch = collate(items)
     ns = [len(p.sentences) for p in paragraphs[:8]]
@@ -68,7 +68,7 @@ def test_training_samples_at_most_eight_sentences_in_annotation_order(shared_dat
     store = write_feature_store(tmp_path / "store", {p.video: 30 for p in chosen}, dim=16)
     words = tokenize_paragraphs(chosen)
     vocab = Vocabulary.build(s for p in words for s in p)
-    dataset = GroundingDataset(chosen, store, vocab, Reading(32, 16, 64, max_sentences=8, seed=3), words=words)
+    dataset = GroundingDataset(chosen, store, vocab, SampleSpec(32, 16, 64, max_sentences=8, seed=3), words=words)
     counts, shown_out_of_time_order = set(), 0
     for index in range(len(dataset)):
         item = dataset[(index, 0)]
@@ -84,7 +84,7 @@ def test_training_samples_at_most_eight_sentences_in_annotation_order(shared_dat
     epochs = [dataset[(0, epoch)]["meta"]["sentence_index"] for epoch in range(6)]
     assert len({tuple(e) for e in epochs}) > 1
     # A whole non-temporal paragraph, collated: its sentences stay as annotated.
-    full = GroundingDataset(unordered[:1], store, vocab, Reading(32, 16, 64), words=words[10:11])
+    full = GroundingDataset(unordered[:1], store, vocab, SampleSpec(32, 16, 64), words=words[10:11])
     batch = collate([full[0]])
     expected = torch.tensor(unordered[0].timestamps, dtype=torch.float32) / unordered[0].duration
     torch.testing.assert_close(batch.spans[0], expected)
@@ -99,7 +99,7 @@ def test_sampler_skips_the_samples_a_resumed_run_has_already_seen():
 
 def test_truncation_is_counted(val2_sample):
     paragraphs, store, vocab, words = val2_sample
-    dataset = GroundingDataset(paragraphs, store, vocab, Reading(64, 500, 5), words=words)
+    dataset = GroundingDataset(paragraphs, store, vocab, SampleSpec(64, 500, 5), words=words)
     expected = sum(len(s) > 5 for p in words for s in p)
     assert dataset.report.truncated_sentences == expected > 0
     assert all(len(s) <= 5 for item in dataset.items for s in item.word_ids)
@@ -110,8 +110,9 @@ def test_missing_features_are_an_error_or_skipped_and_counted(val2_sample, tmp_p
     partial = write_feature_store(tmp_path / "partial", {p.video: 10 for p in paragraphs[:40]}, dim=500)
     missing = list(dict.fromkeys(p.video for p in paragraphs[40:] if p.video not in partial))
     with pytest.raises(InputError, match=rf"{len(missing)} of \d+ videos have no features .*first: {missing[0]}"):
-        GroundingDataset(paragraphs, partial, vocab, Reading(64, 500, 64), source="val_2", words=words)
-    skipped = GroundingDataset(paragraphs, partial, vocab, Reading(64, 500, 64), missing_features="skip", words=words)
+        GroundingDataset(paragraphs, partial, vocab, SampleSpec(64, 500, 64), source="val_2", words=words)
+    spec = SampleSpec(64, 500, 64)
+    skipped = GroundingDataset(paragraphs, partial, vocab, spec, missing_features="skip", words=words)
     assert len(skipped.report.skipped_videos) == sum(p.video not in partial for p in paragraphs)
     assert len(skipped) == sum(p.video in partial for p in paragraphs)
 
@@ -121,7 +122,7 @@ def test_a_wrong_feature_dimension_names_the_file(val2_sample):
     with pytest.raises(
         InputError, match=rf"{paragraphs[0].video}\.npy: features of shape \(40, 500\), expected \[clips, 4096\]"
     ):
-        GroundingDataset(paragraphs, store, vocab, Reading(64, 4096, 64), words=words)
+        GroundingDataset(paragraphs, store, vocab, SampleSpec(64, 4096, 64), words=words)
 
 
 def test_loader_workers_default_to_in_process_on_cpu_and_refuse_nonsense():
@@ -144,7 +145,7 @@ def test_evaluation_reads_a_long_paragraph_in_chunks_of_the_trained_length(share
     store = write_feature_store(tmp_path / "store", {longest.video: 20}, dim=16)
     words = tokenize_paragraphs([longest])
     vocab = Vocabulary.build(s for p in words for s in p)
-    dataset = GroundingDataset([longest], store, vocab, Reading(32, 16, 64, chunk_sentences=8), words=words)
+    dataset = GroundingDataset([longest], store, vocab, SampleSpec(32, 16, 64, chunk_sentences=8), words=words)
     assert [len(item.texts) for item in dataset.items] == [6, 6, 6, 7]
     assert [t for item in dataset.items for t in item.texts] == longest.sentences
     assert dataset.report.chunked_paragraphs == 1
@@ -157,9 +158,9 @@ def test_training_on_every_sentence_reads_the_chunks_evaluation_reads(shared_dat
     words = tokenize_paragraphs(chosen)
     vocab = Vocabulary.build(s for p in words for s in p)
     every = GroundingDataset(
-        chosen, store, vocab, Reading(32, 16, 64, max_sentences=8, sample_sentences=False), words=words
+        chosen, store, vocab, SampleSpec(32, 16, 64, max_sentences=8, sample_sentences=False), words=words
     )
-    evaluation = GroundingDataset(chosen, store, vocab, Reading(32, 16, 64, chunk_sentences=8), words=words)
+    evaluation = GroundingDataset(chosen, store, vocab, SampleSpec(32, 16, 64, chunk_sentences=8), words=words)
     assert len(every) == len(evaluation) > len(chosen)  # the long paragraphs in chunks of at most 8
     for index in range(len(every)):
         for epoch in range(3):  # the same sentences every epoch: nothing is sampled
@@ -176,7 +177,7 @@ def test_cropped_videos_keep_every_sentence_and_move_it_in_time(shared_data, tmp
     words = tokenize_paragraphs(chosen)
     vocab = Vocabulary.build(s for p in words for s in p)
     dataset = GroundingDataset(
-        chosen, store, vocab, Reading(32, 16, 64, max_sentences=8, seed=1, crop_videos=True), words=words
+        chosen, store, vocab, SampleSpec(32, 16, 64, max_sentences=8, seed=1, crop_videos=True), words=words
     )
     cropped = 0
     for index, paragraph in enumerate(chosen):
@@ -219,8 +220,8 @@ def test_stories_join_paragraphs_one_after_another_on_one_clip_grid(shared_data,
     store = write_feature_store(tmp_path / "store", clips, dim=16)
     words = tokenize_paragraphs(chosen)
     vocab = Vocabulary.build(s for p in words for s in p)
-    reading = Reading(64, 16, 64, max_sentences=8, stories=5, story_paragraphs=3, story_sentences=16, seed=2)
-    dataset = GroundingDataset(chosen, store, vocab, reading, words=words)
+    spec = SampleSpec(64, 16, 64, max_sentences=8, stories=5, story_paragraphs=3, story_sentences=16, seed=2)
+    dataset = GroundingDataset(chosen, store, vocab, spec, words=words)
     assert len(dataset) == len(chosen) + 5
     by_video = {p.video: p for p in chosen}
     longest = 0
@@ -275,6 +276,6 @@ def test_stories_need_at_least_two_paragraphs(shared_data, tmp_path):
     words = tokenize_paragraphs(chosen)
     vocab = Vocabulary.build(s for p in words for s in p)
     for parts in (1, 4):
-        reading = Reading(32, 16, 64, max_sentences=8, stories=2, story_paragraphs=parts)
+        spec = SampleSpec(32, 16, 64, max_sentences=8, stories=2, story_paragraphs=parts)
         with pytest.raises(InputError, match=f"train.jsonl: data.story_paragraphs is {parts}: a story joins 2 to 3"):
-            GroundingDataset(chosen, store, vocab, reading, words=words, source="train.jsonl")
+            GroundingDataset(chosen, store, vocab, spec, words=words, source="train.jsonl")
