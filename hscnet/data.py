@@ -268,18 +268,15 @@ class GroundingDataset(torch.utils.data.Dataset):
         training = self.spec.max_sentences is not None
         rng = np.random.default_rng((self.spec.seed, epoch, index)) if training else None
         if index >= len(self.items):
-            return self._story(index, rng)
+            return self._story(rng)
         item = self.items[index]
         order = np.arange(len(item.texts))
         if training and self.spec.sample_sentences:
-            # As the VPG peers train (PRVG): a count drawn from 1..min(max_sentences, Ns),
-            # then that many sentences drawn without replacement, their indices sorted.
-            count = int(rng.integers(1, min(self.spec.max_sentences, len(order)) + 1))
-            order = np.sort(rng.choice(order, count, replace=False))
+            order = _drawn_sentences(len(order), self.spec.max_sentences, rng)
         video = self._check_dimension(item.video, self.store.read(item.video))  # [T, Dv]
         return self._sample(item, order, l2_normalize(np.asarray(video, dtype=np.float32)), rng)
 
-    def _story(self, index: int, rng: np.random.Generator) -> dict:
+    def _story(self, rng: np.random.Generator) -> dict:
         """A story: `story_paragraphs` items drawn by `rng`, joined in the order drawn (`join_story`)."""
         spec = self.spec
         parts = [self.items[i] for i in rng.choice(len(self.items), spec.story_paragraphs, replace=False)]
@@ -296,8 +293,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         )
         total = len(story.texts)
         if spec.sample_sentences:
-            count = int(rng.integers(1, min(spec.story_sentences, total) + 1))
-            order = np.sort(rng.choice(total, count, replace=False))
+            order = _drawn_sentences(total, spec.story_sentences, rng)
         else:  # every sentence of a consecutive run, as long as a sample may be
             count = min(spec.story_sentences, total)
             start = int(rng.integers(0, total - count + 1))
@@ -326,6 +322,13 @@ class GroundingDataset(torch.utils.data.Dataset):
                 "words": [item.words[i] for i in order],
             },
         }
+
+
+def _drawn_sentences(total: int, most: int, rng: np.random.Generator) -> np.ndarray:
+    """As the VPG peers train (PRVG): a count drawn from 1..min(most, total), then that many of the
+    `total` sentences drawn without replacement, their indices sorted."""
+    count = int(rng.integers(1, min(most, total) + 1))
+    return np.sort(rng.choice(total, count, replace=False))
 
 
 def join_story(videos: list[np.ndarray], durations: list[float], spans: list[np.ndarray], num_clips: int):
