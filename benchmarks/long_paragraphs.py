@@ -177,7 +177,7 @@ def held_out_shares(trained, store, paragraphs, length: int) -> None:
             truth, THRESHOLDS,
         )["mIoU"]
         for story_share in (0.0, 0.25, 0.5, 0.75, 1.0)
-        for partition_share in (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
+        for partition_share in (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     }  # fmt: skip
     (story_share, partition_share), best = max(scores.items(), key=lambda item: item[1])
     shares = infer.blend_shares(trained.config)
