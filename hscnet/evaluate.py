@@ -248,7 +248,7 @@ def evaluate_checkpoint(
     print(f"reading: {how}")
     print(results_table(rows))
     result = {
-        "reading": {"rule": reading, "story_paragraphs": len(stories)},
+        "reading": {"rule": reading, "read_as_story": len(stories)},
         "checkpoint": str(checkpoint),
         "split": split,
         "annotations": str(annotation_path),

@@ -40,7 +40,7 @@ def test_bin_eval_prints_the_table_beside_the_prior_and_writes_json(proxy_data, 
     assert lines[2].split() == ["R@0.3", "R@0.5", "R@0.7", "mIoU"]
     assert lines[3].startswith("HSCNet") and lines[4].startswith("dataset prior")
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["reading"] == {"rule": "story", "story_paragraphs": 0}  # val_2 comes cut: read as the paper does
+    assert metrics["reading"] == {"rule": "story", "read_as_story": 0}  # val_2 comes cut: read as the paper does
     assert metrics["sentences"] == sentences and 0 <= metrics["metrics"]["mIoU"] <= 1 and "mIoU" in metrics["prior"]
     assert f"{100 * metrics['prior']['mIoU']:.2f}" in lines[4]
     predictions = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -64,6 +64,6 @@ def test_an_uncut_long_paragraph_is_read_as_one_story_or_as_the_paper_does(proxy
         predictions = [json.loads(x) for x in (tmp_path / f"{reading}.jsonl").read_text().splitlines()]
         assert sum(len(p["sentences"]) for p in predictions) == readings[reading]["sentences"]
         assert all(0 <= s <= e <= p["duration"] for p in predictions for s, e in p["predicted"])
-    assert readings["story"]["reading"] == {"rule": "story", "story_paragraphs": long}
-    assert readings["chunks"]["reading"] == {"rule": "chunks", "story_paragraphs": 0}
+    assert readings["story"]["reading"] == {"rule": "story", "read_as_story": long}
+    assert readings["chunks"]["reading"] == {"rule": "chunks", "read_as_story": 0}
     assert readings["story"]["sentences"] == readings["chunks"]["sentences"]  # the same sentences, read two ways
