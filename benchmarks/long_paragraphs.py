@@ -48,7 +48,7 @@ from proxy_store import write_proxy_store
 from hscnet import infer
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_model
-from hscnet.config import load_config
+from hscnet.config import DataConfig, load_config
 from hscnet.data import chunks
 from hscnet.features import open_features
 from hscnet.metrics import grounding_metrics
@@ -212,7 +212,8 @@ def train_proxy_model(args, shared: Path) -> Path:
     overrides = [f"data.features={store}", f"data.train={subsets[0]}", f"data.val={subsets[1]}", "data.test=",
                  f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}", "text.glove=",
                  f"run_dir={run_dir}", f"data.max_sentences={args.max_sentences}",
-                 f"data.stories={args.stories}", f"train.seed={args.seed}"]  # fmt: skip
+                 f"data.stories={args.stories}", f"data.story_paragraphs={args.story_paragraphs}",
+                 f"data.story_sentences={args.story_sentences}", f"train.seed={args.seed}"]  # fmt: skip
     config = load_config(REPO / "configs" / "own-small.yaml", overrides)
     if not (run_dir / "best.pt").is_file():
         train(config, progress=sys.stderr.isatty())
@@ -235,9 +236,13 @@ def main() -> None:
         "--stories",
         type=int,
         default=0,
-        help="train also on this many stories an epoch, each 4 training paragraphs told one after another "
-        "(data.stories; 1 to 16 of their sentences a sample)",
+        help="train also on this many stories an epoch (data.stories), each --story-paragraphs training "
+        "paragraphs told one after another, 1 to --story-sentences of their sentences a sample",
     )
+    parser.add_argument(
+        "--story-paragraphs", type=int, default=DataConfig.story_paragraphs, help="data.story_paragraphs"
+    )
+    parser.add_argument("--story-sentences", type=int, default=DataConfig.story_sentences, help="data.story_sentences")
     parser.add_argument(
         "--max-sentences",
         type=int,
