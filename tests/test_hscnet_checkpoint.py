@@ -33,7 +33,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch)
     assert torch.equal(ckpt.load_checkpoint(path)["model"]["w"], torch.ones(3))
     assert os.listdir(tmp_path) == ["last.pt"]
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(InputError, match=r"junk\.pt: not a loadable checkpoint"):
+    with pytest.raises(InputError, match=r"junk\.pt: not a loadable checkpoint: not a file torch.save wrote"):
         ckpt.load_checkpoint(tmp_path / "junk.pt")
 
 
