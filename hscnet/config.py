@@ -141,10 +141,15 @@ def _read_yaml(path: str | os.PathLike) -> dict:
 
 
 def config_from_dict(raw: dict, source: str = "config", overrides: list[str] = ()) -> Config:
-    """A Config from nested dicts (a YAML file's or a checkpoint's), with `key=value` overrides."""
+    """A Config from nested dicts (a YAML file's or a checkpoint's), with `key=value` overrides.
+
+    The file's own keys are checked before the overrides, and each override after it is applied, so that an
+    error names what the user wrote wrong: the file, or the override on the command line."""
     raw = copy.deepcopy(raw)
+    _build(Config, raw, source, "")
     for override in overrides:
         _apply_override(raw, override, source)
+        _build(Config, raw, f"override {override.strip()!r}", "")
     return _build(Config, raw, source, "")
 
 

@@ -23,8 +23,17 @@ def test_values_overrides_and_round_trip(tmp_path):
     ("text", "overrides", "message"),
     [
         ("model:\n  hiden_dim: 128\n", [], r"c\.yaml: unknown config key 'model\.hiden_dim'"),
-        ("", ["train.learning_rate=1"], r"unknown config key 'train\.learning_rate'"),
-        ("", ["colour=red"], r"unknown config key 'colour'"),
+        (
+            "",
+            ["train.learning_rate=1"],
+            r"^override 'train\.learning_rate=1': unknown config key",
+        ),
+        ("", ["colour=red"], r"^override 'colour=red': unknown config key 'colour'"),
+        (
+            "",
+            ["train.epochs=8", "train.epochs=many"],
+            r"^override 'train\.epochs=many': config key 'train\.epochs'",
+        ),
         ("train:\n  epochs: many\n", [], r"config key 'train\.epochs' must be int, got 'many'"),
         ("model:\n  word_level: 1\n", [], r"'model\.word_level' must be bool"),
         ("model:\n  depths: 3\n", [], r"'model\.depths' must be a list"),

@@ -95,7 +95,8 @@ def test_unknown_key_and_missing_file_are_one_line_errors(proxy_data, tmp_path):
     result = command("train", "--config", str(SMOKE), *overrides(proxy_data, tmp_path / "r"), "model.hiden_dim=64")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {SMOKE}: unknown config key 'model.hiden_dim' (known: bidirectional_lstm, depths, dropout, "
+        "error: override 'model.hiden_dim=64': unknown config key 'model.hiden_dim' (known: bidirectional_lstm, "
+        "depths, dropout, "
         "feature_encoder_layers, heads, hidden_dim, paragraph_decoder, paragraph_level, temperature, word_decoder, "
         "word_level)"
     ]
