@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from hscnet.common.devices import resolve_device
 from hscnet.common.errors import InputError
 from hscnet.common.wording import count
 from hscnet.extract.backbones import BACKBONES, C3D_LAYERS
-from hscnet.extract.c3d import load_c3d, load_pca
+from hscnet.extract.c3d import C3DEncoder, load_c3d, load_pca
 from hscnet.extract.encoders import build_encoder
 from hscnet.extract.extractor import extract_video, read_clips
 from hscnet.extract.imported import is_imported, read_feature_file
@@ -45,6 +46,9 @@ from hscnet.extract.store import video_id_for
 from hscnet.extract.video import VideoInfo, clip_count, frame_sequence
 from hscnet.infer import ground_paragraph
 from hscnet.text import PAD, UNK, Vocabulary, english, load_word_vectors, parse_paragraph
+
+if TYPE_CHECKING:  # pytorchvideo: imported only where a Kinetics backbone runs
+    from hscnet.extract.kinetics import KineticsEncoder
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +140,22 @@ class Grounder:
     def __init__(self, trained: TrainedModel, settings: ExtractSettings | None, device: torch.device):
         """`settings` None: the model's features cannot be extracted here (imported ones), only read."""
         self.trained, self.settings, self.device = trained, settings, device
-        # spaCy takes about a second to import and build: let that happen while the backbone loads.
+        # spaCy takes about a second to import and build: let that happen while the backbone loads and decodes.
         self._text_ready = threading.Thread(target=english, daemon=True)
         self._text_ready.start()
         # The files' own identities, also where the checkpoint names a released recipe.
         self.spec = settings.spec() if settings is not None else trained.feature_spec
-        self.encoder = build_encoder(settings) if settings is not None else None
+        if settings is not None:
+            settings.check_files()  # a missing weights or PCA file fails here, before any video is read
+        self._encoder = None  # built for the first video: features given (--features) or extracted by Ray
+        # (--batch) never need it here, nor its load time, nor its warning about random weights
+
+    @property
+    def encoder(self) -> C3DEncoder | KineticsEncoder | None:
+        """The backbone that extracts this model's features from a video; None where it cannot be made here."""
+        if self._encoder is None and self.settings is not None:
+            self._encoder = build_encoder(self.settings)
+        return self._encoder
 
     @classmethod
     def from_checkpoint(

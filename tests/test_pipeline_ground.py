@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,23 @@ def test_bin_ground_names_a_missing_video_in_one_line(small_world):
     folder, _ = small_world
     missing = command("ground", "nope.mp4", "nope.txt", "--checkpoint", str(folder / "run" / "last.pt"))
     assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.mp4: video file not found"
+
+
+@pytest.mark.slow
+def test_bin_ground_on_given_features_loads_no_backbone_and_warns_of_none(small_world, tmp_path):
+    # The world's model was trained on a random C3D; with the video's features given, no C3D runs, so the
+    # warning about its random weights would mislead. A process of its own: the warning comes once a process.
+    folder, splits = small_world
+    test = splits["test"][0]
+    argv = ["--features", str(folder / "features" / f"{test['video']}.npy"), "--duration", str(test["duration"]),
+            str(folder / "paragraphs" / f"{test['video']}.txt"), "--checkpoint", str(folder / "run" / "last.pt"),
+            "--json", str(tmp_path / "g.json")]  # fmt: skip
+    grounded = subprocess.run([sys.executable, str(REPO / "bin" / "ground"), *argv], capture_output=True, text=True)
+    assert grounded.returncode == 0, grounded.stderr
+    assert "RANDOM" not in grounded.stderr and "weights" not in grounded.stderr
+    result = json.loads((tmp_path / "g.json").read_text())
+    assert [s["text"] for s in result["sentences"]] == test["sentences"]
+    assert all(0 <= s["start"] <= s["end"] <= test["duration"] for s in result["sentences"])
 
 
 def test_without_a_checkpoint_the_newest_run_is_used_then_the_demos(tmp_path, monkeypatch):
