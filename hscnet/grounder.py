@@ -161,8 +161,8 @@ class Grounder:
     def from_checkpoint(
         cls, path: str | os.PathLike, weights: str | None = None, pca: str | None = None, device: str = "auto"
     ) -> Grounder:
-        """Load the model, its vocabulary and its extractor once. `weights` and `pca` are the files the
-        checkpoint's features were made with, when they were not a random C3D without projection."""
+        """Load the model and its vocabulary once, and its extractor at the first video. `weights` and `pca` are
+        the files the checkpoint's features were made with, when they were not a random C3D without projection."""
         torch_device = resolve_device(device)
         trained = load_model(path, torch_device)
         if is_imported(trained.feature_spec):
