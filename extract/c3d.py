@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from hscnet.common.devices import resolve_device
-from hscnet.common.errors import InputError, first_line
+from hscnet.common.errors import InputError
 from hscnet.common.memory import keep_freed_memory
+from hscnet.common.torch_files import load_weights_only
 from hscnet.extract.backbones import C3D_LAYERS, warn_random_weights
 from hscnet.extract.precision import choose_precision
 from hscnet.extract.spec import RANDOM_WEIGHTS, file_identity
@@ -116,10 +117,7 @@ def load_c3d(weights: str | os.PathLike | None, seed: int = 0) -> tuple[C3D, str
     path = Path(weights)
     if not path.is_file():
         raise InputError(f"{path}: C3D weights not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a foreign or damaged file raises many types
-        raise InputError(f"{path}: not a loadable state dict ({type(error).__name__}: {first_line(error)})") from error
+    state = load_weights_only(path, "C3D state dict")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     expected = model.state_dict()

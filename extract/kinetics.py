@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from hscnet.common.devices import resolve_device
-from hscnet.common.errors import InputError, first_line
+from hscnet.common.errors import InputError
 from hscnet.common.memory import keep_freed_memory
+from hscnet.common.torch_files import load_weights_only
 from hscnet.extract.backbones import backbone, warn_random_weights
 from hscnet.extract.precision import choose_precision
 
@@ -55,10 +56,7 @@ def load_kinetics_weights(model: torch.nn.Module, name: str, path: str | os.Path
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {name} weights not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated file or one that needs pickled code: refused in one line
-        raise InputError(f"{path}: not a loadable {name} checkpoint ({first_line(error, 200)})") from error
+    checkpoint = load_weights_only(path, f"{name} checkpoint")
     state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise InputError(f"{path}: not a {name} checkpoint (no state dict of tensors inside)")

@@ -13,15 +13,14 @@ It is written atomically and read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from hscnet.common.atomic import atomic_path
-from hscnet.common.errors import InputError, first_line
+from hscnet.common.errors import InputError
+from hscnet.common.torch_files import load_weights_only
 from hscnet.config import Config, config_from_dict
 from hscnet.extract.spec import FeatureSpec
 from hscnet.model import HSCNet, ModelArgs
@@ -40,19 +39,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
-    # torch.save writes a zip archive whose directory sits at its end: a file that is not one was written by
-    # something else, or cut short. Said here, since torch's own words for it suggest weights_only=False.
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"{path}: not a loadable checkpoint: not a file torch.save wrote, or one cut short")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:  # weights_only refused an object that would run code to load
-        raise InputError(
-            f"{path}: not a loadable checkpoint: it holds objects other than tensors and plain values, which "
-            "are never loaded"
-        ) from error
-    except Exception as error:  # torch raises many types for a damaged archive
-        raise InputError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {first_line(error)})") from error
+    content = load_weights_only(path, "checkpoint")
     found = content.get("format") if isinstance(content, dict) else None
     if found == "hscnet-checkpoint/1":
         raise InputError(

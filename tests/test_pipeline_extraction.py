@@ -69,7 +69,8 @@ def test_damaged_weights_stop_a_ray_extraction_with_the_error_that_names_them(tm
     write_video(videos / "grey.mp4", solid_frames(16, (90, 90, 90)), fps=10)
     weights = tmp_path / "c3d.pickle"
     weights.write_bytes(b"\x80\x04not a pickle")
-    with pytest.raises(InputError, match=r"c3d\.pickle: not a loadable state dict \(UnpicklingError: ") as caught:
+    refusal = r"c3d\.pickle: not a loadable C3D state dict: not a file torch\.save wrote"
+    with pytest.raises(InputError, match=refusal) as caught:
         run_extraction(videos, tmp_path / "store", ExtractSettings(weights=str(weights)), progress=False)
     assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
     store = FeatureStore(tmp_path / "store")
