@@ -20,6 +20,7 @@ sentence in its paragraph from giving its time away (bin/eval's dataset prior me
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -281,7 +282,11 @@ def write_video(
     frames = iter(frames)
     first = next(frames)
     times = iter(timestamps) if timestamps is not None else None
-    with atomic.atomic_path(path) as tmp, av.open(str(tmp), mode="w", format=_container_format(path)) as container:
+    with (
+        _scheduling_kept(),
+        atomic.atomic_path(path) as tmp,
+        av.open(str(tmp), mode="w", format=_container_format(path)) as container,
+    ):
         stream = container.add_stream(codec, rate=_rate(fps), options=options or {})
         stream.height, stream.width = first.shape[:2]
         stream.pix_fmt = _PIXEL_FORMATS.get(codec, "yuv420p")
@@ -299,6 +304,23 @@ def write_video(
 
 
 MILLISECOND = Fraction(1, 1000)
+
+
+@contextlib.contextmanager
+def _scheduling_kept():
+    """Put the calling thread's scheduling back as it was. SVT-AV1 (libsvtav1), run as root, raises the thread
+    that opens it to real-time priority (SCHED_FIFO 99) and leaves it there: every process started from it
+    afterwards inherits that, and on a 2-core machine two such busy processes starve everything else, a
+    browser's start among them."""
+    if not hasattr(os, "sched_getscheduler"):  # Linux only
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
 
 
 def _rate(fps: float):

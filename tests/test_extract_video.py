@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,10 @@ def test_each_clip_holds_the_frames_its_window_names(charades, spec):
 
 @pytest.mark.parametrize(("codec", "suffix"), CODECS)
 def test_videos_written_in_several_codecs_decode_in_rgb(tmp_path, codec, suffix):
+    scheduling = os.sched_getscheduler(0), os.sched_getparam(0)
     path = write_video(tmp_path / f"red.{suffix}", solid_frames(20, (200, 30, 30)), fps=10, codec=codec)
+    # SVT-AV1 as root leaves its caller at real-time priority, which every later test's processes would inherit.
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == scheduling
     info = probe(path)
     assert info.num_frames == 20 and info.fps == pytest.approx(10)
     (clips,) = list(decode_clips(path, FeatureSpec(), info))
