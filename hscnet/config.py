@@ -146,11 +146,11 @@ def config_from_dict(raw: dict, source: str = "config", overrides: list[str] = (
     The file's own keys are checked before the overrides, and each override after it is applied, so that an
     error names what the user wrote wrong: the file, or the override on the command line."""
     raw = copy.deepcopy(raw)
-    _build(Config, raw, source, "")
+    config = _build(Config, raw, source, "")
     for override in overrides:
         _apply_override(raw, override, source)
-        _build(Config, raw, f"override {override.strip()!r}", "")
-    return _build(Config, raw, source, "")
+        config = _build(Config, raw, f"override {override.strip()!r}", "")
+    return config
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:
