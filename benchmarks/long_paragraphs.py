@@ -1,7 +1,7 @@
 """Long paragraphs read as one story: each way of reading them beside the even split, on real paragraphs.
 
 Run: .venv/bin/python benchmarks/long_paragraphs.py [--checkpoint CKPT] [--train-paragraphs 1500] [--epochs 8]
-     [--max-sentences 8] [--chunk-length N] [--stories N] [--seed 0]
+     [--max-sentences 8] [--chunk-length N] [--stories N] [--seed 0] [key=value ...]
 
 HSCNet reads at most 8 sentences at a time. The 93 ActivityNet Captions val_1 paragraphs of 9 to 25
 sentences are read whole (not cut into the test set's chunks), on proxy features of the real
@@ -48,6 +48,7 @@ from proxy_store import write_proxy_store
 from hscnet import infer
 from hscnet.annotations import load_paragraphs
 from hscnet.checkpoint import load_model
+from hscnet.common.errors import InputError
 from hscnet.config import DataConfig, load_config
 from hscnet.data import chunks
 from hscnet.features import open_features
@@ -203,18 +204,22 @@ def table(rows: dict[str, dict[str, float]]) -> str:
 
 def train_proxy_model(args, shared: Path) -> Path:
     train_file, val_file, _, dim = FILES["activitynet"]
-    sets = [load_paragraphs(shared / name) for name in (train_file, val_file, "activitynet/val_2_paragraphs.npy")]
-    store = Path(args.store)
-    write_proxy_store(sets, store, dim=dim, progress=False)
-    run_dir = Path(args.run)
-    train_path = write_subset(sets[0], args.train_paragraphs, run_dir / "captions" / "train.jsonl")
-    subsets = [train_path, write_subset(sets[1], 500, run_dir / "captions" / "val.jsonl")]
-    overrides = [f"data.features={store}", f"data.train={subsets[0]}", f"data.val={subsets[1]}", "data.test=",
-                 f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}", "text.glove=",
-                 f"run_dir={run_dir}", f"data.max_sentences={args.max_sentences}",
+    store, run_dir = Path(args.store), Path(args.run)
+    captions = {"train": run_dir / "captions" / "train.jsonl", "val": run_dir / "captions" / "val.jsonl"}
+    overrides = [f"data.features={store}", f"data.train={captions['train']}", f"data.val={captions['val']}",
+                 "data.test=", f"data.feature_dim={dim}", "data.num_clips=128", f"train.epochs={args.epochs}",
+                 "text.glove=", f"run_dir={run_dir}", f"data.max_sentences={args.max_sentences}",
                  f"data.stories={args.stories}", f"data.story_paragraphs={args.story_paragraphs}",
-                 f"data.story_sentences={args.story_sentences}", f"train.seed={args.seed}"]  # fmt: skip
-    config = load_config(REPO / "configs" / "own-small.yaml", overrides)
+                 f"data.story_sentences={args.story_sentences}", f"train.seed={args.seed}",
+                 *args.overrides]  # fmt: skip
+    try:  # a wrong key fails here, before the slow work
+        config = load_config(REPO / "configs" / "own-small.yaml", overrides)
+    except InputError as error:
+        sys.exit(f"error: {error}")
+    sets = [load_paragraphs(shared / name) for name in (train_file, val_file, "activitynet/val_2_paragraphs.npy")]
+    write_proxy_store(sets, store, dim=dim, progress=False)
+    write_subset(sets[0], args.train_paragraphs, captions["train"])
+    write_subset(sets[1], 500, captions["val"])
     if not (run_dir / "best.pt").is_file():
         train(config, progress=sys.stderr.isatty())
     elif (saved := load_config(run_dir / "config.yaml")) != config:  # a model trained by other flags
@@ -255,7 +260,15 @@ def main() -> None:
         default=0,
         help="read paragraphs longer than this in chunks (default: the length the model trained on)",
     )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="more config overrides for the model trained here, e.g. loss.align_sentence=2",
+    )
     args = parser.parse_args()
+    if args.checkpoint and args.overrides:
+        parser.error("key=value overrides shape the model trained here: leave them out with --checkpoint")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     shared = Path(os.environ.get("HSCNET_SHARED_DATA", REPO.parent / "shared" / "data"))
     if not (shared / "activitynet" / "val_1.json").is_file():

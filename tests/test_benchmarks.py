@@ -112,3 +112,16 @@ def test_the_batch_benchmark_gives_the_same_results_as_single_calls_and_a_ratio(
     assert lines[-1].startswith("batch items/s over per-item calls' items/s, ratio: ")
     assert float(lines[-1].rsplit(" ", 1)[1]) > 0
     assert not list(tmp_path.iterdir())  # its working folder is removed
+
+
+def test_the_long_paragraph_benchmark_refuses_a_wrong_override_before_writing_anything(shared_data, tmp_path):
+    store, run_dir = tmp_path / "store", tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/long_paragraphs.py", "--store", str(store), "--run", str(run_dir),
+         "loss.align_sentences=2"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "HSCNET_SHARED_DATA": str(shared_data)},
+    )  # fmt: skip
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown config key 'loss.align_sentences'" in lines[0], result.stderr
+    assert not store.exists() and not run_dir.exists()
